@@ -1,0 +1,130 @@
+"""`python -m chat`: serve (the default), migrate, create-user."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from aiohttp import web
+from aiohttp.web_exceptions import NotAppKeyWarning
+
+from chat.app import create_app
+from chat.db import Store
+from chat.errors import ChatError
+from chat.passwords import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher
+from chat.settings import Settings, SettingsError
+
+log = logging.getLogger("chat")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chat", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="serve the chat (the default)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    commands.add_parser("migrate", help="upgrade the database to the latest schema")
+    create = commands.add_parser("create-user", help="create an account, or promote one")
+    create.add_argument("username")
+    create.add_argument("--admin", action="store_true", help="make the account an admin")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"chat: bad setting: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Alembic narrates every plugin it loads at INFO; its warnings are what matter.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiohttp-session keys its storage with a plain string, which aiohttp now warns about.
+    warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "create-user":
+        return asyncio.run(_create_user(settings, args.username, args.admin, args.password_stdin))
+    return _serve(settings, getattr(args, "workers", 1))
+
+
+def _serve(settings: Settings, workers: int) -> int:
+    if workers != 1:
+        from chat.workers import serve_workers
+
+        return serve_workers(settings, workers)
+    log.info("serving on http://%s:%d", _host_for_url(settings.host), settings.port)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout,
+        print=None,
+        access_log=logging.getLogger("chat.access"),
+    )
+    return 0
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def _migrate(settings: Settings) -> int:
+    store = await Store.open(settings.database_url, history_limit=settings.history_limit)
+    await store.close()
+    print("chat: database is at the latest schema")
+    return 0
+
+
+async def _create_user(settings: Settings, username: str, admin: bool, from_stdin: bool) -> int:
+    store = await Store.open(settings.database_url, history_limit=settings.history_limit)
+    try:
+        existing = await store.user_by_name(username)
+        if existing is not None:
+            if not admin:
+                print(f"chat: {username!r} exists; pass --admin to promote it", file=sys.stderr)
+                return 1
+            await store.set_admin(existing.id, True)
+            print(f"chat: {username!r} is now an admin")
+            return 0
+        password = _read_password(from_stdin)
+        if password is None:
+            return 1
+        hasher = PasswordHasher(
+            time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
+        )
+        try:
+            user = await store.create_user(username, await hasher.hash(password), admin=admin)
+        except ChatError as exc:
+            print(f"chat: {exc.message}", file=sys.stderr)
+            return 1
+        role = "admin" if user.is_admin else "user"
+        print(f"chat: created {role} {user.username!r}")
+        return 0
+    finally:
+        await store.close()
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("chat: the passwords do not match", file=sys.stderr)
+            return None
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        print(f"chat: passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters", file=sys.stderr)
+        return None
+    return password
+
+
+if __name__ == "__main__":
+    sys.exit(main())

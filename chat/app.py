@@ -1,0 +1,128 @@
+"""`create_app(settings)`: wires the pieces together and nothing else."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+
+import aiohttp_jinja2
+import aiohttp_session
+import jinja2
+from aiohttp import WSCloseCode, web
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+
+from chat import auth, views, ws
+from chat.broker import LocalBroker
+from chat.db import Store
+from chat.hub import Hub
+from chat.keys import (
+    BROKER,
+    HUB,
+    LIMITS,
+    PASSWORDS,
+    PRESENCE,
+    SETTINGS,
+    STORE,
+    Limits,
+)
+from chat.middlewares import error_pages, security_headers
+from chat.passwords import PasswordHasher
+from chat.presence import LocalPresence
+from chat.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "static"
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    app[HUB] = Hub()
+    app[LIMITS] = Limits.from_settings(settings)
+    app[PASSWORDS] = PasswordHasher(
+        time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
+    )
+
+    # Order matters: the session wraps the error pages (so they can show who is logged in), and
+    # the CSRF check needs the session.
+    aiohttp_session.setup(
+        app,
+        EncryptedCookieStorage(
+            settings.secret_key,
+            cookie_name="chat_session",
+            max_age=settings.session_max_age,
+            httponly=True,
+            samesite="Lax",
+            secure=settings.cookie_secure,
+        ),
+    )
+    app.middlewares.extend([error_pages, auth.csrf_protect])
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        filters={"isotime": _isotime, "hhmm": _hhmm},
+    )
+    # Versioned static URLs: a new chat.js is never served from a stale cache.
+    env.globals["static"] = lambda path: app.router["static"].url_for(filename=path)
+    app.on_response_prepare.append(security_headers)
+
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_fanout_ctx)
+    app.on_shutdown.append(_close_sockets)
+
+    app.router.add_routes(auth.routes)
+    app.router.add_routes(views.routes)
+    app.router.add_routes(ws.routes)
+    app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
+    return app
+
+
+def _isotime(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def _hhmm(ms: int) -> str:
+    # Shown without JavaScript; chat.js rewrites it in the reader's local time.
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M UTC")
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[STORE] = await Store.open(settings.database_url, history_limit=settings.history_limit)
+    log.info("database ready: %s", _redacted(settings.database_url))
+    yield
+    await app[STORE].close()
+
+
+async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Broker and presence: in-process, or on Redis when REDIS_URL is set."""
+    settings = app[SETTINGS]
+    hub = app[HUB]
+    if settings.redis_url is None:
+        app[BROKER] = LocalBroker(hub)
+        app[PRESENCE] = LocalPresence(hub, settings.node_id)
+        yield
+        return
+    from chat.redis_fanout import redis_fanout
+
+    async with redis_fanout(settings, hub) as (broker, presence):
+        app[BROKER] = broker
+        app[PRESENCE] = presence
+        yield
+
+
+async def _close_sockets(app: web.Application) -> None:
+    hub = app[HUB]
+    if len(hub):
+        log.info("closing %d sockets for shutdown", len(hub))
+    await hub.close_all(WSCloseCode.GOING_AWAY, "server shutting down")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

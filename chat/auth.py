@@ -1,0 +1,205 @@
+"""Accounts on the pages: register, log in, log out; who is asking; CSRF.
+
+The session cookie (aiohttp-session, encrypted) holds the user id, a random session id (so a
+logout can close exactly that session's sockets on every node) and the CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import secrets
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiohttp_session import Session, get_session, new_session
+
+from chat.broker import CloseSockets
+from chat.errors import ChatError
+from chat.keys import BROKER, LIMITS, PASSWORDS, STORE
+from chat.models import User
+from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
+from chat.render import render
+
+log = logging.getLogger(__name__)
+
+USER_ID = "uid"
+SESSION_ID = "sid"
+CSRF = "csrf"
+CSRF_FIELD = "csrf_token"
+_USER_CACHE = web.RequestKey("chat.user", object)
+
+routes = web.RouteTableDef()
+
+
+async def current_user(request: web.Request) -> User | None:
+    """The logged-in user, looked up once per request."""
+    if _USER_CACHE in request:
+        cached = request[_USER_CACHE]
+        assert cached is None or isinstance(cached, User)
+        return cached
+    session = await get_session(request)
+    user_id = session.get(USER_ID)
+    user = await request.app[STORE].user_by_id(user_id) if isinstance(user_id, int) else None
+    request[_USER_CACHE] = user
+    return user
+
+
+async def require_user(request: web.Request) -> User:
+    user = await current_user(request)
+    if user is None:
+        raise web.HTTPFound(f"/login?next={request.rel_url.path_qs}")
+    return user
+
+
+async def require_admin(request: web.Request) -> User:
+    user = await require_user(request)
+    if not user.is_admin:
+        raise web.HTTPForbidden(text="Only administrators can see this page.")
+    return user
+
+
+async def session_id(request: web.Request) -> str | None:
+    value = (await get_session(request)).get(SESSION_ID)
+    return value if isinstance(value, str) else None
+
+
+async def csrf_token(request: web.Request) -> str:
+    session = await get_session(request)
+    token = session.get(CSRF)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[CSRF] = token
+    return token
+
+
+@web.middleware
+async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every state-changing form carries the session's CSRF token; anything else is refused."""
+    if request.method in {"POST", "PUT", "PATCH", "DELETE"}:
+        form = await request.post()
+        sent = form.get(CSRF_FIELD)
+        expected = (await get_session(request)).get(CSRF)
+        if (
+            not isinstance(sent, str)
+            or not isinstance(expected, str)
+            or not hmac.compare_digest(sent, expected)
+        ):
+            raise web.HTTPForbidden(
+                text="The form's security token is missing or out of date. "
+                "Go back, reload the page and try again."
+            )
+    return await handler(request)
+
+
+def _safe_next(value: object) -> str:
+    """Only local paths: an open redirect would let a phishing link borrow our login page."""
+    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return "/"
+
+
+async def _start_session(request: web.Request, user: User) -> Session:
+    # A fresh session on every login: nothing an attacker planted before login survives it.
+    session = await new_session(request)
+    session[USER_ID] = user.id
+    session[SESSION_ID] = secrets.token_urlsafe(16)
+    session[CSRF] = secrets.token_urlsafe(32)
+    request[_USER_CACHE] = user
+    return session
+
+
+async def _too_many(
+    request: web.Request, template: str, ctx: dict[str, Any], wait: float
+) -> web.Response:
+    retry = max(1, math.ceil(wait))
+    ctx["error"] = f"Too many attempts. Try again in {retry} seconds."
+    response = await render(request, template, ctx, status=429)
+    response.headers["Retry-After"] = str(retry)
+    return response
+
+
+@routes.get("/register", name="register")
+async def register_page(request: web.Request) -> web.Response:
+    return await render(request, "register.html", {"username": ""})
+
+
+@routes.post("/register")
+async def register(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    confirm = str(form.get("confirm", ""))
+    ctx: dict[str, Any] = {"username": username}
+    limits = request.app[LIMITS]
+    wait = limits.register_by_ip.retry_after(request.remote)
+    if wait:
+        return await _too_many(request, "register.html", ctx, wait)
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        ctx["error"] = f"Passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters long."
+    elif password != confirm:
+        ctx["error"] = "The two passwords do not match."
+    if "error" in ctx:
+        return await render(request, "register.html", ctx, status=400)
+    password_hash = await request.app[PASSWORDS].hash(password)
+    try:
+        user = await request.app[STORE].create_user(username, password_hash)
+    except ChatError as exc:
+        ctx["error"] = exc.message
+        return await render(request, "register.html", ctx, status=exc.status)
+    limits.register_by_ip.take(request.remote)
+    if user.is_admin:
+        log.warning("first account %r registered: it is the administrator", user.username)
+    else:
+        log.info("account %r registered", user.username)
+    await _start_session(request, user)
+    raise web.HTTPFound("/")
+
+
+@routes.get("/login", name="login")
+async def login_page(request: web.Request) -> web.Response:
+    return await render(
+        request, "login.html", {"username": "", "next": _safe_next(request.query.get("next"))}
+    )
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    ctx: dict[str, Any] = {"username": username, "next": _safe_next(form.get("next"))}
+    limits = request.app[LIMITS]
+    ip = request.remote
+    wait = max(limits.login_by_ip.retry_after(ip), limits.login_by_name.retry_after(username))
+    if wait:
+        log.warning("login throttled for %r from %s", username, ip)
+        return await _too_many(request, "login.html", ctx, wait)
+    store = request.app[STORE]
+    passwords = request.app[PASSWORDS]
+    user = await store.user_by_name(username) if username else None
+    ok = await passwords.verify(user.password_hash if user else None, password)
+    if user is None or not ok:
+        # Only failures count against the limits: a user who types right is never throttled.
+        limits.login_by_ip.take(ip)
+        limits.login_by_name.take(username)
+        log.info("failed login for %r from %s", username, ip)
+        ctx["error"] = "Wrong username or password."
+        return await render(request, "login.html", ctx, status=400)
+    if passwords.needs_rehash(user.password_hash):
+        await store.set_password_hash(user.id, await passwords.hash(password))
+    await _start_session(request, user)
+    raise web.HTTPFound(ctx["next"])
+
+
+@routes.post("/logout", name="logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = await get_session(request)
+    sid = session.get(SESSION_ID)
+    if isinstance(sid, str):
+        # Sockets opened with this session go too, on every node.
+        await request.app[BROKER].control(CloseSockets("logged out", session_id=sid))
+    session.invalidate()
+    raise web.HTTPFound("/login")

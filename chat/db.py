@@ -1,0 +1,427 @@
+"""Durable data: tables (SQLAlchemy Core), the engine, and every query the app makes.
+
+One code path serves SQLite (the embedded default) and PostgreSQL. A room's `last_seq` column is
+the sequence counter: bumping it with `UPDATE ... RETURNING` takes the room's row lock, so the
+insert that follows in the same transaction gets the next number with no gap and no twin, however
+many processes write to the room at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from chat.errors import InvalidName, NameTaken, NoSuchRoom
+from chat.models import ROOM_NAME_RE, USERNAME_RE, Message, Room, User
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(32), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(32), nullable=False, unique=True),
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("client_id", String(64), nullable=True),
+    # A resend with the same client_id from the same user finds the first copy instead.
+    UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
+)
+
+read_markers = Table(
+    "read_markers",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+Index("ix_read_markers_room", read_markers.c.room_id)
+
+DEFAULT_ROOMS = ("general",)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        is_admin=bool(row.is_admin),
+        password_hash=row.password_hash,
+        created_at=row.created_at,
+    )
+
+
+def _room(row: Any) -> Room:
+    return Room(id=row.id, name=row.name, last_seq=row.last_seq, created_at=row.created_at)
+
+
+class Store:
+    """Every query the app makes, over one async engine."""
+
+    def __init__(self, engine: AsyncEngine, *, history_limit: int) -> None:
+        self.engine = engine
+        self.history_limit = history_limit
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time; queueing writers here instead of in SQLite's busy loop
+        # keeps latency flat and commit order equal to seq order.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    # --- lifecycle ---
+
+    @classmethod
+    async def open(cls, database_url: str, *, history_limit: int) -> Store:
+        engine = create_engine(database_url)
+        store = cls(engine, history_limit=history_limit)
+        await store.migrate()
+        await store.ensure_default_rooms()
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        from chat.migrate import upgrade_to_head
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade_to_head)
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # --- users ---
+
+    async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
+        """Create an account; the very first account becomes the admin."""
+        if not USERNAME_RE.match(username):
+            raise InvalidName(
+                "Usernames are 2 to 32 letters, digits, '.', '_' or '-', starting with a "
+                "letter or digit."
+            )
+        async with self._write() as conn:
+            first = (await conn.execute(select(func.count()).select_from(users))).scalar_one() == 0
+            try:
+                result = await conn.execute(
+                    insert(users).values(
+                        username=username,
+                        password_hash=password_hash,
+                        is_admin=admin or first,
+                        created_at=now_ms(),
+                    )
+                )
+            except IntegrityError:
+                raise NameTaken(f"The username {username!r} is taken.") from None
+            user_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).one()
+        return _user(row)
+
+    async def user_by_name(self, username: str) -> User | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        return None if row is None else _user(row)
+
+    async def user_by_id(self, user_id: int) -> User | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return None if row is None else _user(row)
+
+    async def set_admin(self, user_id: int, admin: bool) -> None:
+        async with self._write() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(is_admin=admin))
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+
+    # --- rooms ---
+
+    async def ensure_default_rooms(self) -> None:
+        for name in DEFAULT_ROOMS:
+            if await self.room_by_name(name) is None:
+                try:
+                    await self.create_room(name, creator_id=None)
+                except NameTaken:
+                    pass  # another process created it between our look and our insert
+
+    async def create_room(self, name: str, *, creator_id: int | None) -> Room:
+        if not ROOM_NAME_RE.match(name):
+            raise InvalidName(
+                "Room names are 1 to 32 lowercase letters, digits, '-' or '_', starting with a "
+                "letter or digit."
+            )
+        async with self._write() as conn:
+            try:
+                await conn.execute(
+                    insert(rooms).values(
+                        name=name, last_seq=0, created_by=creator_id, created_at=now_ms()
+                    )
+                )
+            except IntegrityError:
+                raise NameTaken(f"A room named {name!r} already exists.") from None
+            row = (await conn.execute(select(rooms).where(rooms.c.name == name))).one()
+        return _room(row)
+
+    async def room_by_name(self, name: str) -> Room | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(rooms).where(rooms.c.name == name))).first()
+        return None if row is None else _room(row)
+
+    async def list_rooms(self) -> list[Room]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(rooms).order_by(rooms.c.name))).all()
+        return [_room(r) for r in rows]
+
+    # --- messages ---
+
+    async def append_message(
+        self, room_name: str, user: User, text: str, client_id: str | None
+    ) -> tuple[Message, bool]:
+        """Store a message with the room's next seq and trim the room to the history limit.
+
+        Returns the message and whether it is new; a resend (same user, room and client_id)
+        returns the stored copy and False, so the caller acks it again without re-broadcasting.
+        """
+        async with self._write() as conn:
+            room_id = await self._room_id(conn, room_name)
+            if client_id is not None:
+                existing = await self._by_client_id(conn, room_id, room_name, user, client_id)
+                if existing is not None:
+                    return existing, False
+            seq = (
+                await conn.execute(
+                    update(rooms)
+                    .where(rooms.c.id == room_id)
+                    .values(last_seq=rooms.c.last_seq + 1)
+                    .returning(rooms.c.last_seq)
+                )
+            ).scalar_one()
+            ts = now_ms()
+            await conn.execute(
+                insert(messages).values(
+                    room_id=room_id,
+                    seq=seq,
+                    user_id=user.id,
+                    text=text,
+                    ts=ts,
+                    client_id=client_id,
+                )
+            )
+            # Trim in the same transaction: the room never holds more than the limit.
+            await conn.execute(
+                messages.delete().where(
+                    and_(messages.c.room_id == room_id, messages.c.seq <= seq - self.history_limit)
+                )
+            )
+        return Message(room_name, seq, user.username, text, ts, client_id), True
+
+    async def _room_id(self, conn: AsyncConnection, room_name: str) -> int:
+        room_id = (
+            await conn.execute(select(rooms.c.id).where(rooms.c.name == room_name))
+        ).scalar_one_or_none()
+        if room_id is None:
+            raise NoSuchRoom(f"There is no room named {room_name!r}.")
+        return int(room_id)
+
+    async def _by_client_id(
+        self, conn: AsyncConnection, room_id: int, room_name: str, user: User, client_id: str
+    ) -> Message | None:
+        row = (
+            await conn.execute(
+                select(messages.c.seq, messages.c.text, messages.c.ts).where(
+                    and_(
+                        messages.c.room_id == room_id,
+                        messages.c.user_id == user.id,
+                        messages.c.client_id == client_id,
+                    )
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return Message(room_name, row.seq, user.username, row.text, row.ts, client_id)
+
+    async def history(self, room_name: str, since: int | None) -> tuple[list[Message], bool, int]:
+        """Messages after `since` (or the whole kept history), whether that is everything the
+        client missed, and the room's last seq.
+
+        `complete` is False when `since` reaches further back than what is kept, so the client
+        can say so instead of pretending nothing was missed.
+        """
+        async with self.engine.connect() as conn:
+            room = (await conn.execute(select(rooms).where(rooms.c.name == room_name))).first()
+            if room is None:
+                raise NoSuchRoom(f"There is no room named {room_name!r}.")
+            after = since or 0
+            rows = (
+                await conn.execute(
+                    select(
+                        messages.c.seq,
+                        messages.c.text,
+                        messages.c.ts,
+                        messages.c.client_id,
+                        users.c.username,
+                    )
+                    .join(users, users.c.id == messages.c.user_id)
+                    .where(and_(messages.c.room_id == room.id, messages.c.seq > after))
+                    .order_by(messages.c.seq.desc())
+                    .limit(self.history_limit)
+                )
+            ).all()
+        rows.reverse()
+        found = [Message(room_name, r.seq, r.username, r.text, r.ts, r.client_id) for r in rows]
+        last_seq = int(room.last_seq)
+        if after >= last_seq:
+            return [], True, last_seq
+        first_wanted = after + 1
+        complete = bool(found) and found[0].seq == first_wanted
+        return found, complete, last_seq
+
+    # --- read markers ---
+
+    async def mark_read(self, room_name: str, user: User, seq: int) -> int:
+        """Move the user's read marker forward (never back); return where it now stands."""
+        async with self._write() as conn:
+            room = (await conn.execute(select(rooms).where(rooms.c.name == room_name))).first()
+            if room is None:
+                raise NoSuchRoom(f"There is no room named {room_name!r}.")
+            seq = min(seq, int(room.last_seq))
+            current = (
+                await conn.execute(
+                    select(read_markers.c.seq).where(
+                        and_(read_markers.c.user_id == user.id, read_markers.c.room_id == room.id)
+                    )
+                )
+            ).scalar_one_or_none()
+            if current is None:
+                await conn.execute(
+                    insert(read_markers).values(user_id=user.id, room_id=room.id, seq=seq)
+                )
+                return seq
+            if seq > current:
+                await conn.execute(
+                    update(read_markers)
+                    .where(
+                        and_(read_markers.c.user_id == user.id, read_markers.c.room_id == room.id)
+                    )
+                    .values(seq=seq)
+                )
+                return seq
+            return int(current)
+
+    async def read_markers(self, room_name: str) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(users.c.username, read_markers.c.seq)
+                    .join(users, users.c.id == read_markers.c.user_id)
+                    .join(rooms, rooms.c.id == read_markers.c.room_id)
+                    .where(rooms.c.name == room_name)
+                )
+            ).all()
+        return {r.username: int(r.seq) for r in rows}
+
+    async def unread_counts(self, user: User) -> dict[str, int]:
+        """Per room, how many messages came after the user's read marker (0 if never read:
+        an unopened room is not a wall of unread noise)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(rooms.c.name, rooms.c.last_seq, read_markers.c.seq).join(
+                        read_markers,
+                        and_(
+                            read_markers.c.room_id == rooms.c.id,
+                            read_markers.c.user_id == user.id,
+                        ),
+                    )
+                )
+            ).all()
+        return {r.name: max(0, int(r.last_seq) - int(r.seq)) for r in rows}
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=30000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()

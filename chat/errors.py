@@ -1,0 +1,65 @@
+"""Domain errors. Code raises these; the edges (HTTP middleware, the `/ws` read loop) turn them
+into an HTTP status with a message or an `error` frame with a code, in one place each."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ChatError(Exception):
+    """Base of every error a user can cause. `code` is the protocol's error code."""
+
+    code: ClassVar[str] = "bad_request"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str, *, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ref = ref
+
+
+class BadRequest(ChatError):
+    code = "bad_request"
+
+
+class UnknownType(ChatError):
+    code = "unknown_type"
+
+
+class TooLong(ChatError):
+    code = "too_long"
+
+
+class NoSuchRoom(ChatError):
+    code = "no_such_room"
+    status = 404
+
+
+class NotJoined(ChatError):
+    code = "not_joined"
+    status = 409
+
+
+class Forbidden(ChatError):
+    code = "forbidden"
+    status = 403
+
+
+class NameTaken(ChatError):
+    code = "name_taken"
+    status = 409
+
+
+class InvalidName(ChatError):
+    code = "invalid_name"
+
+
+class TooMany(ChatError):
+    """A limit was hit; `retry_after` tells the client when trying again makes sense."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, ref: str | None = None) -> None:
+        super().__init__(message, ref=ref)
+        self.retry_after = retry_after

@@ -1,0 +1,48 @@
+"""Every piece of application state, under a typed key. Nothing lives in a module global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from chat.broker import Broker
+from chat.db import Store
+from chat.hub import Hub
+from chat.passwords import PasswordHasher
+from chat.presence import Presence
+from chat.ratelimit import TokenBuckets
+from chat.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The rate limiters, one per kind of action (DESIGN.md's defaults, all settings)."""
+
+    chat: TokenBuckets
+    typing: TokenBuckets
+    login_by_ip: TokenBuckets
+    login_by_name: TokenBuckets
+    register_by_ip: TokenBuckets
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        per_minute = s.login_attempts_per_minute
+        return cls(
+            chat=TokenBuckets(s.chat_rate_per_second, s.chat_burst),
+            typing=TokenBuckets(s.typing_rate_per_second, s.typing_burst),
+            login_by_ip=TokenBuckets(per_minute / 60.0, per_minute),
+            login_by_name=TokenBuckets(per_minute / 60.0, per_minute),
+            register_by_ip=TokenBuckets(
+                s.registrations_per_hour / 3600.0, s.registrations_per_hour
+            ),
+        )
+
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+HUB = web.AppKey("hub", Hub)
+BROKER = web.AppKey[Broker]("broker")
+PRESENCE = web.AppKey[Presence]("presence")
+PASSWORDS = web.AppKey("passwords", PasswordHasher)
+LIMITS = web.AppKey("limits", Limits)

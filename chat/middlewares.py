@@ -1,0 +1,81 @@
+"""The HTTP edge: domain errors and HTTP errors become rendered pages, in one place; every
+response carries the security headers."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from chat.errors import ChatError, TooMany
+from chat.render import render
+
+log = logging.getLogger(__name__)
+
+# No inline script or style anywhere, so the policy can be strict. 'self' covers ws(s): to us.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+TITLES = {
+    400: "Bad request",
+    401: "Please log in",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+}
+
+
+async def _error_page(request: web.Request, status: int, message: str) -> web.Response:
+    return await render(
+        request,
+        "error.html",
+        {"status": status, "title": TITLES.get(status, "Error"), "message": message},
+        status=status,
+    )
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn errors into pages rendered from templates; never show a traceback."""
+    if request.path == "/ws":
+        # The socket's refusals are plain text before the upgrade, error frames after it.
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else ""
+        response = await _error_page(request, exc.status, message or exc.reason)
+        for header in ("Retry-After", "Allow"):
+            if header in exc.headers:
+                response.headers[header] = exc.headers[header]
+        return response
+    except TooMany as exc:
+        response = await _error_page(request, exc.status, exc.message)
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
+    except ChatError as exc:
+        return await _error_page(request, exc.status, exc.message)
+    except Exception:  # noqa: BLE001 - the one place an unexpected error becomes a 500 page
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return await _error_page(request, 500, "The error was logged. Please try again.")
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)

@@ -1,0 +1,37 @@
+"""Plain records passed between the store, the hub and the views."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Room and user names appear in URLs, logs and the UI: keep them boring and unambiguous.
+ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    is_admin: bool
+    password_hash: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: int
+    name: str
+    last_seq: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    room: str
+    seq: int
+    user: str
+    text: str
+    ts: int  # milliseconds since the epoch, UTC
+    client_id: str | None = None

@@ -1,0 +1,198 @@
+"""The WebSocket protocol: parse and validate client frames, build server frames.
+
+Everything here is pure: no I/O, so it is fuzzed and unit-tested directly. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from chat.errors import BadRequest, ChatError, TooLong, UnknownType
+from chat.models import ROOM_NAME_RE, Message
+
+MAX_CLIENT_ID = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+    since: int | None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    room: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    room: str
+    text: str
+    client_id: str | None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    room: str
+    typing: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    room: str
+    seq: int
+    ref: str | None = None
+
+
+ClientFrame = Join | Leave | Chat | Typing | Read
+
+
+def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
+    """Turn one text frame into a typed client frame or raise a `ChatError` with a code."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise BadRequest("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("frame must be a JSON object")
+    ref = _optional_str(obj, "ref", None)
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise BadRequest("missing field 'type'", ref=ref)
+    try:
+        if kind == "join":
+            return Join(_room(obj), _optional_seq(obj, "since"), ref)
+        if kind == "leave":
+            return Leave(_room(obj), ref)
+        if kind == "chat":
+            client_id = _optional_str(obj, "client_id", ref)
+            return Chat(_room(obj), _text(obj, max_text_chars), client_id, ref or client_id)
+        if kind == "typing":
+            typing = obj.get("typing")
+            if not isinstance(typing, bool):
+                raise BadRequest("'typing' must be true or false")
+            return Typing(_room(obj), typing, ref)
+        if kind == "read":
+            seq = _optional_seq(obj, "seq")
+            if seq is None:
+                raise BadRequest("missing field 'seq'")
+            return Read(_room(obj), seq, ref)
+    except ChatError as exc:
+        # Attach the client's reference so it can show the error beside what caused it.
+        exc.ref = exc.ref or ref or _safe_client_id(obj)
+        raise
+    raise UnknownType(f"unknown frame type {kind[:32]!r}", ref=ref)
+
+
+def _room(obj: Mapping[str, Any]) -> str:
+    room = obj.get("room")
+    if not isinstance(room, str):
+        raise BadRequest("missing field 'room'")
+    if not ROOM_NAME_RE.match(room):
+        raise BadRequest("'room' is not a valid room name")
+    return room
+
+
+def _text(obj: Mapping[str, Any], max_chars: int) -> str:
+    text = obj.get("text")
+    if not isinstance(text, str):
+        raise BadRequest("missing field 'text'")
+    if not text.strip():
+        raise BadRequest("'text' is empty")
+    if len(text) > max_chars:
+        raise TooLong(f"'text' is longer than {max_chars} characters")
+    return text
+
+
+def _optional_seq(obj: Mapping[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    # bool is an int in Python; `true` is not a sequence number.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 1 << 62:
+        raise BadRequest(f"'{key}' must be a non-negative integer")
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str, ref: str | None) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CLIENT_ID:
+        raise BadRequest(f"'{key}' must be a string of 1 to {MAX_CLIENT_ID} characters", ref=ref)
+    return value
+
+
+def _safe_client_id(obj: Mapping[str, Any]) -> str | None:
+    value = obj.get("client_id")
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID else None
+
+
+# --- server frames: each built once and sent as the same string to every recipient ---
+
+
+def _dump(frame: dict[str, Any]) -> str:
+    return orjson.dumps(frame).decode()
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "room": message.room,
+        "seq": message.seq,
+        "user": message.user,
+        "text": message.text,
+        "ts": message.ts,
+    }
+    if message.client_id is not None:
+        out["client_id"] = message.client_id
+    return out
+
+
+def chat_frame(message: Message) -> str:
+    return _dump({"type": "chat", **message_dict(message)})
+
+
+def history_frame(room: str, messages: Iterable[Message], *, complete: bool) -> str:
+    return _dump(
+        {
+            "type": "history",
+            "room": room,
+            "messages": [message_dict(m) for m in messages],
+            "complete": complete,
+        }
+    )
+
+
+def presence_frame(room: str, users: Iterable[str]) -> str:
+    return _dump({"type": "presence", "room": room, "users": sorted(users)})
+
+
+def membership_frame(kind: str, room: str, user: str) -> str:
+    """`join` or `leave`: a person (not a tab) entered or left the room."""
+    return _dump({"type": kind, "room": room, "user": user})
+
+
+def typing_frame(room: str, user: str, typing: bool) -> str:
+    return _dump({"type": "typing", "room": room, "user": user, "typing": typing})
+
+
+def receipt_frame(room: str, user: str, seq: int) -> str:
+    return _dump({"type": "receipt", "room": room, "user": user, "seq": seq})
+
+
+def error_frame(error: ChatError) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
+    if error.ref is not None:
+        frame["ref"] = error.ref
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        frame["retry_after"] = round(retry_after, 3)
+    return _dump(frame)

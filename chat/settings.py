@@ -1,0 +1,215 @@
+"""Settings: one frozen dataclass, read from the environment once and validated.
+
+A bad value raises `SettingsError` whose message is one line naming the variable and what it
+expected; `python -m chat` prints that line and exits, so a typo never starts a half-working server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""
+    redis_url: str | None = None
+    # 32 raw bytes: aiohttp-session base64-encodes them into the Fernet key.
+    secret_key: bytes = field(default=b"", repr=False)
+    allowed_origins: frozenset[str] = frozenset()
+    cookie_secure: bool = False
+    session_max_age: int = 30 * 24 * 3600
+    history_limit: int = 50
+    max_frame_bytes: int = 16 * 1024
+    max_text_chars: int = 4000
+    send_queue_size: int = 256
+    heartbeat_seconds: float = 25.0
+    chat_rate_per_second: float = 10.0
+    chat_burst: int = 20
+    typing_rate_per_second: float = 1.0
+    typing_burst: int = 5
+    login_attempts_per_minute: int = 5
+    registrations_per_hour: int = 20
+    max_connections_per_user: int = 20
+    max_rooms_per_connection: int = 50
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+    shutdown_timeout: float = 5.0
+    node_id: str = field(default_factory=socket.gethostname)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every `CHAT_*`/well-known variable; raise `SettingsError` on the first bad one."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        d = cls()  # the defaults
+        var_dir = Path(reader.get("CHAT_VAR_DIR", str, str(PROJECT_ROOT / "var")))
+        database_url = reader.get(
+            "DATABASE_URL", str, f"sqlite+aiosqlite:///{var_dir / 'chat.sqlite3'}"
+        )
+        if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise SettingsError(
+                "DATABASE_URL: expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL, "
+                f"got {database_url.split('://', 1)[0]!r}"
+            )
+        redis_url = env.get("REDIS_URL") or None
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("REDIS_URL: expected a redis://, rediss:// or unix:// URL")
+        raw_secret = env.get("SECRET_KEY")
+        secret = _secret_from(raw_secret) if raw_secret else _load_or_create_secret(var_dir)
+        origins = frozenset(
+            o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
+        )
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")):
+                raise SettingsError(
+                    f"ALLOWED_ORIGINS: expected comma-separated http(s)://host[:port], got {origin!r}"
+                )
+        log_level = reader.get("LOG_LEVEL", str, "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR")
+        return cls(
+            host=reader.get("CHAT_HOST", str, d.host),
+            port=reader.number("CHAT_PORT", int, d.port, low=0, high=65535),
+            var_dir=var_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+            secret_key=secret,
+            allowed_origins=origins,
+            cookie_secure=reader.flag("COOKIE_SECURE", d.cookie_secure),
+            session_max_age=reader.number("SESSION_MAX_AGE", int, d.session_max_age, low=60),
+            history_limit=reader.number("HISTORY_LIMIT", int, d.history_limit, low=1, high=10000),
+            max_frame_bytes=reader.number(
+                "MAX_FRAME_BYTES", int, d.max_frame_bytes, low=1024, high=1 << 24
+            ),
+            max_text_chars=reader.number("MAX_TEXT_CHARS", int, d.max_text_chars, low=1),
+            send_queue_size=reader.number("SEND_QUEUE_SIZE", int, d.send_queue_size, low=1),
+            heartbeat_seconds=reader.number(
+                "HEARTBEAT_SECONDS", float, d.heartbeat_seconds, low=1.0
+            ),
+            chat_rate_per_second=reader.number(
+                "CHAT_RATE_PER_SECOND", float, d.chat_rate_per_second, low=0.01
+            ),
+            chat_burst=reader.number("CHAT_BURST", int, d.chat_burst, low=1),
+            typing_rate_per_second=reader.number(
+                "TYPING_RATE_PER_SECOND", float, d.typing_rate_per_second, low=0.01
+            ),
+            typing_burst=reader.number("TYPING_BURST", int, d.typing_burst, low=1),
+            login_attempts_per_minute=reader.number(
+                "LOGIN_ATTEMPTS_PER_MINUTE", int, d.login_attempts_per_minute, low=1
+            ),
+            registrations_per_hour=reader.number(
+                "REGISTRATIONS_PER_HOUR", int, d.registrations_per_hour, low=1
+            ),
+            max_connections_per_user=reader.number(
+                "MAX_CONNECTIONS_PER_USER", int, d.max_connections_per_user, low=1
+            ),
+            max_rooms_per_connection=reader.number(
+                "MAX_ROOMS_PER_CONNECTION", int, d.max_rooms_per_connection, low=1
+            ),
+            password_time_cost=reader.number(
+                "PASSWORD_TIME_COST", int, d.password_time_cost, low=1
+            ),
+            password_memory_kib=reader.number(
+                "PASSWORD_MEMORY_KIB", int, d.password_memory_kib, low=1024
+            ),
+            shutdown_timeout=reader.number("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout, low=0.1),
+            node_id=reader.get("NODE_ID", str, socket.gethostname()),
+            log_level=log_level,
+        )
+
+
+class _Reader:
+    """Typed access to the environment with one-line errors."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, convert: Callable[[str], T], default: T) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return convert(raw)
+        except ValueError:
+            raise SettingsError(f"{name}: expected {convert.__name__}, got {raw!r}") from None
+
+    def number(
+        self,
+        name: str,
+        convert: Callable[[str], T],
+        default: T,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> T:
+        value = self.get(name, convert, default)
+        assert isinstance(value, int | float)
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = " and ".join(
+                part
+                for part in (
+                    None if low is None else f">= {low}",
+                    None if high is None else f"<= {high}",
+                )
+                if part
+            )
+            raise SettingsError(f"{name}: expected a {convert.__name__} {bounds}, got {value!r}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name, "").strip().lower()
+        if raw == "":
+            return default
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _secret_from(raw: str) -> bytes:
+    """Any operator-chosen string becomes 32 key bytes; all nodes sharing it agree."""
+    if len(raw) < 16:
+        raise SettingsError("SECRET_KEY: expected at least 16 characters")
+    return hashlib.sha256(raw.encode()).digest()
+
+
+def _load_or_create_secret(var_dir: Path) -> bytes:
+    """Keep a generated key in var/ (mode 0600) so sessions survive a restart."""
+    path = var_dir / "secret_key"
+    try:
+        data = path.read_bytes().strip()
+    except FileNotFoundError:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        data = secrets.token_hex(32).encode()
+        # O_EXCL: if two processes race on first start, one writes and both then read the same key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            data = path.read_bytes().strip()
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    try:
+        return bytes.fromhex(data.decode())
+    except ValueError:
+        raise SettingsError(f"SECRET_KEY: the file {path} is not 64 hex characters") from None

@@ -1,0 +1,199 @@
+"""The `/ws` endpoint: Origin and session checked before the upgrade, then the read loop.
+
+Each client frame is parsed (chat.protocol) and dispatched; a `ChatError` from anywhere below
+becomes an `error` frame here, in one place, and the socket stays usable. Only protocol abuse
+closes it: binary frames (1003), frames over the size limit (1009, by aiohttp), a send queue that
+overflows (1013, by the hub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from chat import protocol
+from chat.auth import current_user, session_id
+from chat.errors import BadRequest, ChatError, NoSuchRoom, NotJoined, TooMany
+from chat.hub import Connection
+from chat.keys import BROKER, HUB, LIMITS, PRESENCE, SETTINGS, STORE
+from chat.protocol import Chat, ClientFrame, Join, Leave, Read, Typing
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Browsers always send Origin on a WebSocket upgrade; a foreign one is a cross-site attempt
+    to ride the user's cookie (CSWSH). Clients that are not browsers may omit it."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if origin in request.app[SETTINGS].allowed_origins:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in {"http", "https"} and parts.netloc.lower() == request.host.lower()
+
+
+@routes.get("/ws", name="ws")
+async def websocket(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    if not origin_allowed(request):
+        log.warning("refused /ws upgrade from origin %r", request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="This origin may not open a chat socket.")
+    user = await current_user(request)
+    if user is None:
+        raise web.HTTPUnauthorized(text="Log in before opening a chat socket.")
+    hub = request.app[HUB]
+    if sum(1 for _ in hub.of_user(user.id)) >= settings.max_connections_per_user:
+        raise web.HTTPTooManyRequests(
+            text=f"At most {settings.max_connections_per_user} open connections per user.",
+            headers={"Retry-After": "5"},
+        )
+    ws = web.WebSocketResponse(
+        heartbeat=settings.heartbeat_seconds,
+        max_msg_size=settings.max_frame_bytes,
+        # Compression would cost one deflate per recipient per frame and defeat encode-once.
+        compress=False,
+        timeout=5.0,
+    )
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
+    await ws.prepare(request)
+
+    conn = Connection(ws, user, await session_id(request) or "", settings.send_queue_size)
+    hub.register(conn)
+    writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{conn.id}")
+    socket = SocketSession(request.app, conn)
+    log.info("connection %s opened by %s", conn.id, user.username)
+    try:
+        await request.app[PRESENCE].changed()
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await socket.handle(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
+                break
+    finally:
+        writer.cancel()
+        # Synchronous, so it happens even if this handler is being torn down; the leave
+        # announcements may await, so they run as a task the hub keeps until it finishes.
+        left = hub.unregister(conn)
+        hub.spawn(socket.announce_left(left))
+        log.info("connection %s of %s closed (%s)", conn.id, user.username, ws.close_code)
+    return ws
+
+
+class SocketSession:
+    """What one connection may do: join, leave, chat, typing, read."""
+
+    def __init__(self, app: web.Application, conn: Connection) -> None:
+        self.conn = conn
+        self.settings = app[SETTINGS]
+        self.store = app[STORE]
+        self.hub = app[HUB]
+        self.broker = app[BROKER]
+        self.presence = app[PRESENCE]
+        self.limits = app[LIMITS]
+
+    async def handle(self, data: str) -> None:
+        try:
+            frame = protocol.parse(data, max_text_chars=self.settings.max_text_chars)
+            await self.dispatch(frame)
+        except ChatError as exc:
+            self.conn.send(protocol.error_frame(exc))
+
+    async def dispatch(self, frame: ClientFrame) -> None:
+        try:
+            match frame:
+                case Join():
+                    await self.join(frame)
+                case Leave():
+                    await self.leave(frame)
+                case Chat():
+                    await self.chat(frame)
+                case Typing():
+                    await self.typing(frame)
+                case Read():
+                    await self.read(frame)
+        except ChatError as exc:
+            exc.ref = exc.ref or frame.ref
+            raise
+
+    def _require_joined(self, room: str) -> None:
+        if room not in self.conn.rooms:
+            raise NotJoined(f"Join {room!r} first.")
+
+    async def join(self, frame: Join) -> None:
+        conn, room = self.conn, frame.room
+        if room not in conn.rooms and len(conn.rooms) >= self.settings.max_rooms_per_connection:
+            raise BadRequest(
+                f"At most {self.settings.max_rooms_per_connection} rooms per connection."
+            )
+        if await self.store.room_by_name(room) is None:
+            raise NoSuchRoom(f"There is no room named {room!r}.")
+        if not await self.presence.user_in_room(conn.username, room):
+            # Announced before this socket is in the room: the joiner learns of itself from the
+            # presence frame, the others from this.
+            await self.broker.publish(room, protocol.membership_frame("join", room, conn.username))
+        # Register first, read second: whatever is published meanwhile is held, not lost.
+        self.hub.begin_join(conn, room)
+        try:
+            messages, complete, last_seq = await self.store.history(room, frame.since)
+        except BaseException:
+            self.hub.leave(conn, room)
+            raise
+        self.hub.finish_join(
+            conn, room, protocol.history_frame(room, messages, complete=complete), last_seq
+        )
+        conn.send(protocol.presence_frame(room, await self.presence.room_users(room)))
+        await self.presence.changed()
+
+    async def leave(self, frame: Leave) -> None:
+        if not self.hub.leave(self.conn, frame.room):
+            raise NotJoined(f"You are not in {frame.room!r}.")
+        await self.announce_left([frame.room])
+
+    async def chat(self, frame: Chat) -> None:
+        self._require_joined(frame.room)
+        wait = self.limits.chat.take(self.conn.user.id)
+        if wait:
+            raise TooMany("You are sending messages too fast.", retry_after=wait)
+        message, is_new = await self.store.append_message(
+            frame.room, self.conn.user, frame.text, frame.client_id
+        )
+        payload = protocol.chat_frame(message)
+        if is_new:
+            await self.broker.publish(frame.room, payload, message.seq)
+        else:
+            # A resend of something already stored: ack it again to the sender only.
+            self.conn.send(payload)
+
+    async def typing(self, frame: Typing) -> None:
+        self._require_joined(frame.room)
+        wait = self.limits.typing.take(self.conn.id)
+        if wait:
+            raise TooMany("Typing notices are sent too often.", retry_after=wait)
+        await self.broker.publish(
+            frame.room, protocol.typing_frame(frame.room, self.conn.username, frame.typing)
+        )
+
+    async def read(self, frame: Read) -> None:
+        self._require_joined(frame.room)
+        seq = await self.store.mark_read(frame.room, self.conn.user, frame.seq)
+        await self.broker.publish(
+            frame.room, protocol.receipt_frame(frame.room, self.conn.username, seq)
+        )
+
+    async def announce_left(self, rooms: list[str]) -> None:
+        await self.presence.changed()
+        for room in rooms:
+            # A person leaves a room when their last tab does, on whichever node it was.
+            if not await self.presence.user_in_room(self.conn.username, room):
+                await self.broker.publish(
+                    room, protocol.membership_frame("leave", room, self.conn.username)
+                )

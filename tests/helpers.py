@@ -1,0 +1,91 @@
+"""Helpers that speak the pages and the socket as a browser would."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import orjson
+from aiohttp import ClientWebSocketResponse, WSMsgType, web
+from aiohttp.test_utils import TestClient
+
+PASSWORD = "correct horse battery"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def csrf(client: Client, path: str = "/login") -> str:
+    response = await client.get(path)
+    match = CSRF_RE.search(await response.text())
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+async def post_form(
+    client: Client, path: str, data: dict[str, str], *, page: str | None = None
+) -> Any:
+    """POST a form the way the page would, CSRF token included."""
+    token = await csrf(client, page or path)
+    return await client.post(path, data={**data, "csrf_token": token}, allow_redirects=False)
+
+
+async def register(client: Client, username: str, password: str = PASSWORD) -> None:
+    response = await post_form(
+        client,
+        "/register",
+        {"username": username, "password": password, "confirm": password},
+    )
+    assert response.status == 302, await response.text()
+
+
+async def login(client: Client, username: str, password: str = PASSWORD) -> Any:
+    return await post_form(client, "/login", {"username": username, "password": password})
+
+
+async def create_room(client: Client, name: str) -> Any:
+    return await post_form(client, "/rooms", {"name": name}, page="/")
+
+
+async def receive(ws: ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type is WSMsgType.TEXT, f"expected a text frame, got {msg.type} {msg.data!r}"
+    frame: dict[str, Any] = orjson.loads(msg.data)
+    return frame
+
+
+async def receive_type(
+    ws: ClientWebSocketResponse, kind: str, timeout: float = 5.0
+) -> dict[str, Any]:
+    """The next frame of `kind`, skipping others (presence, join, typing...)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await receive(ws, timeout)
+            if frame["type"] == kind:
+                return frame
+
+
+async def send(ws: ClientWebSocketResponse, **frame: Any) -> None:
+    await ws.send_str(orjson.dumps(frame).decode())
+
+
+async def join(ws: ClientWebSocketResponse, room: str, since: int | None = None) -> dict[str, Any]:
+    """Join and return the history frame (the presence frame that follows is consumed too)."""
+    await send(ws, type="join", room=room, since=since)
+    history = await receive_type(ws, "history")
+    await receive_type(ws, "presence")
+    return history
+
+
+async def chat(ws: ClientWebSocketResponse, room: str, text: str, **extra: Any) -> dict[str, Any]:
+    """Send a message and wait for its ack (our own copy, matched by client_id)."""
+    client_id = extra.pop("client_id", f"c-{text[:40]}-{id(text)}")
+    await send(ws, type="chat", room=room, text=text, client_id=client_id, **extra)
+    async with asyncio.timeout(5):
+        while True:
+            frame = await receive(ws)
+            if frame["type"] == "error":
+                return frame
+            if frame["type"] == "chat" and frame.get("client_id") == client_id:
+                return frame

@@ -1,0 +1,112 @@
+"""Rooms list, creating rooms, the room page, the admin page, error pages, headers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from chat.keys import STORE
+from tests.helpers import Client, chat, create_room, join
+
+
+async def test_general_exists_from_the_start(client: Client) -> None:
+    response = await client.get("/")
+    assert response.status == 200
+    assert 'href="/rooms/general"' in await response.text()
+
+
+async def test_create_room_and_open_it(client: Client) -> None:
+    response = await create_room(client, "Design-Team")  # names are lower-cased
+    assert response.status == 302
+    assert response.headers["Location"] == "/rooms/design-team"
+    page = await client.get("/rooms/design-team")
+    assert page.status == 200
+    assert "#design-team" in await page.text()
+
+
+async def test_bad_and_taken_room_names(client: Client) -> None:
+    for name, status, message in [
+        ("has space", 400, "Room names are"),
+        ("-leading", 400, "Room names are"),
+        ("x" * 33, 400, "Room names are"),
+        ("general", 409, "already exists"),
+    ]:
+        response = await create_room(client, name)
+        assert response.status == status, name
+        body = await response.text()
+        assert message in body
+        assert 'class="form-error"' in body
+
+
+async def test_rooms_list_counts_people_in_each_room(client: Client, bob: Client) -> None:
+    async with bob.ws_connect("/ws") as ws:
+        await join(ws, "general")
+        body = await (await client.get("/")).text()
+        assert '<span class="count">1</span> online' in body
+
+
+async def test_room_page_renders_history_escaped_without_javascript(client: Client) -> None:
+    async with client.ws_connect("/ws") as ws:
+        await join(ws, "general")
+        await chat(ws, "general", "hello <script>alert(1)</script>")
+        last = await chat(ws, "general", "second")
+    body = await (await client.get("/rooms/general")).text()
+    assert "hello &lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<script>alert(1)" not in body
+    assert f'data-last-seq="{last["seq"]}"' in body
+    assert body.index("hello &lt;") < body.index("second")
+
+
+async def test_unknown_room_is_a_404_page(client: Client) -> None:
+    response = await client.get("/rooms/nowhere")
+    assert response.status == 404
+    body = await response.text()
+    assert "There is no room named" in body
+    assert "Traceback" not in body
+    assert response.content_type == "text/html"
+
+
+async def test_unknown_path_is_a_rendered_404(client: Client) -> None:
+    response = await client.get("/no/such/page")
+    assert response.status == 404
+    assert "<!doctype html>" in await response.text()
+
+
+async def test_admin_page_forbidden_to_others(client: Client, bob: Client, anon: Client) -> None:
+    response = await bob.get("/admin")
+    assert response.status == 403
+    assert "Only administrators" in await response.text()
+    response = await anon.get("/admin", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "/login?next=/admin"
+
+
+async def test_admin_page_lists_who_is_online(
+    client: Client, bob: Client, app: web.Application
+) -> None:
+    await app[STORE].create_room("random", creator_id=None)
+    async with bob.ws_connect("/ws") as ws1, bob.ws_connect("/ws") as ws2:
+        await join(ws1, "general")
+        await join(ws2, "random")
+        body = await (await client.get("/admin")).text()
+    row = body[body.index('<tr data-user="bob">') :]
+    row = row[: row.index("</tr>")]
+    assert "#general" in row and "#random" in row
+    assert '<td class="connections">2</td>' in row
+    assert "<time datetime=" in row
+
+
+async def test_security_headers_on_every_page(anon: Client) -> None:
+    for path in ["/login", "/register", "/nowhere", "/static/chat.js"]:
+        response = await anon.get(path)
+        csp = response.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+async def test_pages_have_no_inline_scripts_or_styles(client: Client) -> None:
+    for path in ["/", "/rooms/general", "/admin", "/login"]:
+        body = await (await client.get(path)).text()
+        assert "<script>" not in body and "style=" not in body and "<style" not in body
