@@ -9,6 +9,7 @@ many processes write to the room at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -204,10 +205,9 @@ class Store:
     async def ensure_default_rooms(self) -> None:
         for name in DEFAULT_ROOMS:
             if await self.room_by_name(name) is None:
-                try:
+                # Another process may create it between our look and our insert.
+                with contextlib.suppress(NameTaken):
                     await self.create_room(name, creator_id=None)
-                except NameTaken:
-                    pass  # another process created it between our look and our insert
 
     async def create_room(self, name: str, *, creator_id: int | None) -> Room:
         if not ROOM_NAME_RE.match(name):
@@ -333,8 +333,9 @@ class Store:
                     .limit(self.history_limit)
                 )
             ).all()
-        rows.reverse()
-        found = [Message(room_name, r.seq, r.username, r.text, r.ts, r.client_id) for r in rows]
+        found = [
+            Message(room_name, r.seq, r.username, r.text, r.ts, r.client_id) for r in reversed(rows)
+        ]
         last_seq = int(room.last_seq)
         if after >= last_seq:
             return [], True, last_seq

@@ -110,8 +110,8 @@ class Connection:
         except TimeoutError:
             # A peer that reads nothing never lets the close frame out: drop the TCP connection.
             log.info("connection %s did not close in time; aborting it", self.id)
-            if self.ws._req is not None and self.ws._req.transport is not None:  # noqa: SLF001
-                self.ws._req.transport.abort()  # noqa: SLF001
+            if self.ws._req is not None and self.ws._req.transport is not None:
+                self.ws._req.transport.abort()
 
 
 class Hub:

@@ -71,7 +71,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         return response
     except ChatError as exc:
         return await _error_page(request, exc.status, exc.message)
-    except Exception:  # noqa: BLE001 - the one place an unexpected error becomes a 500 page
+    except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return await _error_page(request, 500, "The error was logged. Please try again.")
 

@@ -81,7 +81,8 @@ class Settings:
         for origin in origins:
             if not origin.startswith(("http://", "https://")):
                 raise SettingsError(
-                    f"ALLOWED_ORIGINS: expected comma-separated http(s)://host[:port], got {origin!r}"
+                    "ALLOWED_ORIGINS: expected comma-separated http(s)://host[:port], "
+                    f"got {origin!r}"
                 )
         log_level = reader.get("LOG_LEVEL", str, "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

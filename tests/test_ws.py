@@ -397,19 +397,15 @@ async def test_a_client_that_never_reads_is_closed_without_delaying_the_others(
             while slow_conn.id in hub.connections:
                 await asyncio.sleep(0.05)
         drain.cancel()
-        # Its close frame (after the backlog) says why: 1013, try again later.
-        codes = set()
-        with pytest.raises((asyncio.TimeoutError, aiohttp.ClientError)):
-            async with asyncio.timeout(10):
-                while not never_reads.closed:
-                    msg = await never_reads.receive()
-                    if msg.type is WSMsgType.CLOSE:
-                        codes.add(msg.data)
-                        break
-                    if msg.type in {WSMsgType.CLOSED, WSMsgType.ERROR}:
-                        break
-                raise asyncio.TimeoutError  # reached the end: leave the raises block
-        assert codes <= {aiohttp.WSCloseCode.TRY_AGAIN_LATER}
+        # It gets its backlog, then a close frame that says why (1013), unless the server had
+        # to drop the TCP connection because even the close frame could not get through.
+        async with asyncio.timeout(10):
+            msg = await never_reads.receive()
+            while msg.type is WSMsgType.TEXT:
+                msg = await never_reads.receive()
+        assert msg.type in {WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR}
+        if msg.type is WSMsgType.CLOSE:
+            assert msg.data == aiohttp.WSCloseCode.TRY_AGAIN_LATER
 
 
 async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
