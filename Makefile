@@ -18,8 +18,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m chat serve --workers $(WORKERS)
 
+# pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$status
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
