@@ -12,7 +12,7 @@ import jinja2
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from chat import auth, views, ws
+from chat import auth, live, views, ws
 from chat.broker import LocalBroker
 from chat.db import Store
 from chat.hub import Hub
@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.router.add_routes(auth.routes)
     app.router.add_routes(views.routes)
+    app.router.add_routes(live.routes)
     app.router.add_routes(ws.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app

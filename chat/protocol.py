@@ -171,8 +171,12 @@ def history_frame(room: str, messages: Iterable[Message], *, complete: bool) -> 
     )
 
 
-def presence_frame(room: str, users: Iterable[str]) -> str:
-    return _dump({"type": "presence", "room": room, "users": sorted(users)})
+def presence_frame(room: str, users: Iterable[str], read: Mapping[str, int] | None = None) -> str:
+    """Who is in the room; with `read`, everyone's read marker (the page's "seen by N")."""
+    frame: dict[str, Any] = {"type": "presence", "room": room, "users": sorted(users)}
+    if read is not None:
+        frame["read"] = dict(read)
+    return _dump(frame)
 
 
 def membership_frame(kind: str, room: str, user: str) -> str:

@@ -1,5 +1,14 @@
 // The room page's live client. No framework, no build step. User text is only ever inserted
-// with textContent, never as HTML.
+// with textContent (or into data attributes), never as HTML.
+//
+// Protocol it relies on (DESIGN.md, "WebSocket protocol"):
+//   sends    join {room, since}, chat {room, text, client_id}, typing {room, typing},
+//            read {room, seq}
+//   receives history {messages, complete}, chat {seq, user, text, ts, client_id?},
+//            presence {users, read?: {user: seq}}, join/leave {user}, typing {user, typing},
+//            receipt {user, seq}, deleted {seq}, error {code, message, ref?, retry_after?}
+//   A text frame may carry several JSON documents separated by "\n".
+//   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
 "use strict";
 
 (function () {
@@ -10,54 +19,90 @@
   const me = root.dataset.me;
   const maxText = Number(root.dataset.maxText) || 4000;
   const list = document.getElementById("messages");
+  const jump = document.getElementById("jump");
   const statusEl = document.getElementById("status");
   const typingEl = document.getElementById("typing");
   const peopleEl = document.getElementById("people");
+  const peopleCount = document.getElementById("people-count");
   const form = document.getElementById("composer");
   const input = document.getElementById("text");
+  const counter = document.getElementById("composer-count");
   const formError = document.getElementById("composer-error");
+  const baseTitle = document.title;
+
+  const GROUP_GAP_MS = 5 * 60 * 1000; // one author's messages within 5 minutes form a group
+  const TYPING_INTERVAL = 3000; // DESIGN.md: send typing at most every 3 s
+  const TYPING_EXPIRY = 6000; // ... and a typing state expires after 6 s
+  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000]; // then every 10 s, with jitter
+  const READ_DELAY_MS = 300; // coalesce read markers during a burst
 
   let lastSeq = Number(root.dataset.lastSeq) || 0;
+  const readSeqAtLoad = Number(root.dataset.readSeq) || 0;
+  let readSent = readSeqAtLoad;
+  let readTimer = null;
   let ws = null;
   let attempt = 0;
   let reconnectTimer = null;
+  let countdown = null;
   let joined = false;
+  let ended = false; // closed with 1008: do not come back by ourselves
+  let unseenWhileHidden = 0;
+  let unseenBelow = 0;
   const pending = new Map(); // client_id -> {text, el}
   const typers = new Map(); // user -> expiry timer
+  const readMarkers = new Map(); // user -> last seq they read
   let typingSentAt = 0;
   let typingActive = false;
-  const TYPING_INTERVAL = 3000;
-  const TYPING_EXPIRY = 6000;
 
-  // --- rendering ---
+  // --- time and grouping ---
 
   function formatTime(ms) {
     return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
-  function localiseTimes(scope) {
-    for (const t of scope.querySelectorAll("time[data-ts]")) {
-      t.textContent = formatTime(Number(t.dataset.ts));
-      t.title = new Date(Number(t.dataset.ts)).toLocaleString();
+  function localiseTime(t) {
+    const ms = Number(t.dataset.ts);
+    t.textContent = formatTime(ms);
+    t.title = new Date(ms).toLocaleString();
+  }
+
+  // A message continues its author's group when the previous message is theirs and recent.
+  function regroup() {
+    let prev = null;
+    for (const li of list.children) {
+      if (!li.classList.contains("msg")) {
+        prev = null;
+        continue;
+      }
+      const cont = prev !== null && prev.dataset.user === li.dataset.user
+        && Number(li.dataset.ts) - Number(prev.dataset.ts) < GROUP_GAP_MS;
+      li.classList.toggle("cont", cont);
+      prev = li;
     }
   }
+
+  // --- rendering ---
 
   function messageElement(m) {
     const li = document.createElement("li");
     li.className = "msg" + (m.user === me ? " mine" : "");
     if (m.seq !== undefined) li.dataset.seq = String(m.seq);
     li.dataset.user = m.user;
+    li.dataset.ts = String(m.ts);
+    const meta = document.createElement("div");
+    meta.className = "meta";
     const author = document.createElement("span");
     author.className = "author";
     author.textContent = m.user;
     const time = document.createElement("time");
     time.dataset.ts = String(m.ts);
     time.dateTime = new Date(m.ts).toISOString();
-    time.textContent = formatTime(m.ts);
+    localiseTime(time);
+    meta.append(author, " ", time);
     const text = document.createElement("p");
     text.className = "text";
     text.textContent = m.text;
-    li.append(author, time, text);
+    li.append(meta, text);
     return li;
   }
 
@@ -65,15 +110,23 @@
     return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   }
 
-  function scrollIfFollowing(wasAtBottom) {
-    if (wasAtBottom) list.scrollTop = list.scrollHeight;
+  function toBottom() {
+    list.scrollTop = list.scrollHeight;
+    unseenBelow = 0;
+    jump.hidden = true;
   }
 
-  function notice(text) {
+  function showJump() {
+    jump.textContent = unseenBelow > 1 ? `${unseenBelow} new messages ↓` : "New messages ↓";
+    jump.hidden = false;
+  }
+
+  function notice(text, className) {
     const li = document.createElement("li");
-    li.className = "notice";
+    li.className = "notice" + (className ? " " + className : "");
     li.textContent = text;
-    list.append(li);
+    insertConfirmed(li);
+    return li;
   }
 
   function removeEmptyNotice() {
@@ -81,23 +134,110 @@
     if (empty) empty.remove();
   }
 
+  // Confirmed messages go above the pending ones: pending messages always sit at the bottom.
+  function insertConfirmed(el) {
+    const firstPending = list.querySelector(":scope > .msg.pending");
+    list.insertBefore(el, firstPending);
+  }
+
+  function dropPending(clientId) {
+    const entry = pending.get(clientId);
+    if (!entry) return false;
+    pending.delete(clientId);
+    entry.el.remove();
+    return true;
+  }
+
+  // Returns true when the message was shown (it was new).
   function addMessage(m) {
-    if (m.seq <= lastSeq) return; // already shown: never twice
-    if (m.seq > lastSeq + 1 && joined) {
-      // A gap: something was missed. Ask again from what we have.
-      rejoin();
-      return;
+    if (m.seq <= lastSeq) {
+      // Already shown (a resend's ack, or a history overlap): never twice.
+      if (m.client_id) dropPending(m.client_id);
+      return false;
     }
     const following = atBottom();
     removeEmptyNotice();
-    const mine = m.client_id && pending.get(m.client_id);
-    if (mine) {
-      pending.delete(m.client_id);
-      mine.el.remove();
-    }
-    list.append(messageElement(m));
+    const wasMine = m.client_id ? dropPending(m.client_id) : false;
+    insertConfirmed(messageElement(m));
     lastSeq = m.seq;
-    scrollIfFollowing(following || Boolean(mine));
+    if (following || wasMine) {
+      toBottom();
+    } else if (m.user !== me) {
+      unseenBelow += 1;
+      showJump();
+    }
+    if (document.hidden && m.user !== me) {
+      unseenWhileHidden += 1;
+      updateTitle();
+    }
+    return true;
+  }
+
+  function updateTitle() {
+    document.title = unseenWhileHidden > 0 ? `(${unseenWhileHidden}) ${baseTitle}` : baseTitle;
+  }
+
+  // --- the "new since you last read" line ---
+
+  function drawUnreadLine() {
+    if (readSeqAtLoad <= 0) return; // never opened: no line, nothing is "new"
+    for (const li of list.querySelectorAll(":scope > .msg[data-seq]")) {
+      if (Number(li.dataset.seq) > readSeqAtLoad && li.dataset.user !== me) {
+        const line = document.createElement("li");
+        line.className = "unread-line";
+        line.id = "unread-line";
+        line.setAttribute("role", "separator");
+        line.textContent = "New since you last read";
+        list.insertBefore(line, li);
+        return;
+      }
+    }
+  }
+
+  // --- read markers and receipts ---
+
+  function maybeSendRead() {
+    if (!joined || document.visibilityState !== "visible" || !atBottom()) return;
+    if (lastSeq <= readSent || readTimer !== null) return;
+    readTimer = setTimeout(() => {
+      readTimer = null;
+      if (!joined || lastSeq <= readSent || !atBottom()) return;
+      if (send({ type: "read", room, seq: lastSeq })) readSent = lastSeq;
+    }, READ_DELAY_MS);
+  }
+
+  // "Seen by N" sits under my latest confirmed message; N counts the others who read up to it.
+  function renderReceipts() {
+    for (const old of list.querySelectorAll(".seen")) old.remove();
+    const mine = list.querySelectorAll(":scope > .msg.mine[data-seq]");
+    const last = mine[mine.length - 1];
+    if (!last) return;
+    const seq = Number(last.dataset.seq);
+    const names = [...readMarkers.entries()]
+      .filter(([user, read]) => user !== me && read >= seq)
+      .map(([user]) => user)
+      .sort();
+    if (names.length === 0) return;
+    const seen = document.createElement("button");
+    seen.type = "button";
+    seen.className = "seen";
+    seen.textContent = `seen by ${names.length}`;
+    seen.dataset.names = names.join(", ");
+    seen.title = names.join(", ");
+    seen.setAttribute("aria-label", `Seen by ${names.join(", ")}`);
+    last.append(seen);
+  }
+
+  function setReadMarker(user, seq) {
+    if ((readMarkers.get(user) || 0) >= seq) return;
+    readMarkers.set(user, seq);
+    renderReceipts();
+  }
+
+  // --- people and typing ---
+
+  function personSelector(user) {
+    return `li[data-user="${CSS.escape(user)}"]`;
   }
 
   function setPeople(users) {
@@ -106,21 +246,30 @@
   }
 
   function addPerson(user) {
-    if (peopleEl.querySelector(`li[data-user="${CSS.escape(user)}"]`)) return;
+    if (peopleEl.querySelector(personSelector(user))) return;
     const li = document.createElement("li");
     li.dataset.user = user;
     li.textContent = user;
-    peopleEl.append(li);
+    if (user === me) {
+      const you = document.createElement("span");
+      you.className = "you";
+      you.textContent = " (you)";
+      li.append(you);
+    }
+    const after = [...peopleEl.children].find((other) => other.dataset.user > user);
+    peopleEl.insertBefore(li, after || null);
+    peopleCount.textContent = String(peopleEl.children.length);
   }
 
   function removePerson(user) {
-    const li = peopleEl.querySelector(`li[data-user="${CSS.escape(user)}"]`);
+    const li = peopleEl.querySelector(personSelector(user));
     if (li) li.remove();
+    peopleCount.textContent = String(peopleEl.children.length);
     setTyping(user, false);
   }
 
   function renderTyping() {
-    const names = [...typers.keys()];
+    const names = [...typers.keys()].sort();
     if (names.length === 0) typingEl.textContent = "";
     else if (names.length === 1) typingEl.textContent = `${names[0]} is typing…`;
     else if (names.length === 2) typingEl.textContent = `${names[0]} and ${names[1]} are typing…`;
@@ -133,6 +282,14 @@
     if (on) typers.set(user, setTimeout(() => setTyping(user, false), TYPING_EXPIRY));
     renderTyping();
   }
+
+  function clearTypers() {
+    for (const timer of typers.values()) clearTimeout(timer);
+    typers.clear();
+    renderTyping();
+  }
+
+  // --- connection badge ---
 
   function setStatus(text, state) {
     statusEl.textContent = text;
@@ -154,27 +311,45 @@
     send({ type: "join", room, since: lastSeq });
   }
 
-  function connect() {
+  function cancelReconnect() {
     clearTimeout(reconnectTimer);
+    clearInterval(countdown);
+    reconnectTimer = null;
+    countdown = null;
+  }
+
+  function connect() {
+    cancelReconnect();
+    if (ended || ws) return;
+    if (!navigator.onLine) {
+      setStatus("offline", "offline"); // the "online" event brings us back
+      return;
+    }
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    const socket = new WebSocket(`${scheme}//${location.host}/ws`);
+    ws = socket;
     setStatus("connecting…", "connecting");
-    ws.addEventListener("open", () => {
+    socket.addEventListener("open", () => {
       attempt = 0;
       setStatus("connected", "connected");
       rejoin();
     });
-    ws.addEventListener("message", (event) => {
-      // A frame may carry several JSON documents separated by newlines.
+    socket.addEventListener("message", (event) => {
+      // A frame may carry several JSON documents separated by newlines (batching).
       for (const line of String(event.data).split("\n")) {
         if (line) handle(JSON.parse(line));
       }
     });
-    ws.addEventListener("close", (event) => {
-      joined = false;
+    socket.addEventListener("close", (event) => {
+      if (ws !== socket) return; // an old socket we already gave up on
       ws = null;
+      joined = false;
+      clearTypers();
       if (event.code === 1008) {
-        setStatus("disconnected: " + (event.reason || "session ended"), "offline");
+        // Kicked, banned or logged out elsewhere: coming back by ourselves would be wrong.
+        ended = true;
+        setStatus("disconnected: " + (event.reason || "session ended"), "ended");
+        input.disabled = true;
         return;
       }
       scheduleReconnect();
@@ -182,57 +357,104 @@
   }
 
   function scheduleReconnect() {
-    const steps = [500, 1000, 2000, 4000, 8000];
-    const base = attempt < steps.length ? steps[attempt] : 10000;
+    cancelReconnect();
+    if (ended) return;
+    if (!navigator.onLine) {
+      setStatus("offline", "offline");
+      return;
+    }
+    const base = attempt < BACKOFF_MS.length ? BACKOFF_MS[attempt] : 10000;
     attempt += 1;
-    const delay = base / 2 + Math.random() * base / 2;
-    let left = Math.ceil(delay / 1000);
-    setStatus(`reconnecting in ${left}s`, "reconnecting");
-    const tick = setInterval(() => {
-      left -= 1;
-      if (left > 0) setStatus(`reconnecting in ${left}s`, "reconnecting");
-    }, 1000);
-    reconnectTimer = setTimeout(() => {
-      clearInterval(tick);
-      connect();
-    }, delay);
+    const delay = base / 2 + (Math.random() * base) / 2; // jitter: not everyone at once
+    const due = Date.now() + delay;
+    const tick = () => {
+      const left = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      setStatus(`reconnecting in ${left}s`, "reconnecting");
+    };
+    tick();
+    countdown = setInterval(tick, 1000);
+    reconnectTimer = setTimeout(connect, delay);
+  }
+
+  window.addEventListener("online", () => {
+    attempt = 0;
+    if (!ws) connect();
+  });
+  window.addEventListener("offline", () => {
+    // The socket is as good as dead; close it now rather than wait for the heartbeat.
+    const socket = ws;
+    ws = null;
+    joined = false;
+    cancelReconnect();
+    if (socket) socket.close(4000, "browser went offline");
+    if (!ended) setStatus("offline", "offline");
+  });
+
+  function onHistory(frame) {
+    const following = atBottom();
+    const msgs = frame.messages;
+    if (!frame.complete && lastSeq > 0 && msgs.length > 0 && msgs[0].seq > lastSeq + 1) {
+      notice(`${msgs[0].seq - lastSeq - 1} missed messages are no longer kept.`, "missed");
+    }
+    for (const m of msgs) {
+      if (m.seq > lastSeq + 1) lastSeq = m.seq - 1; // history is authoritative: accept its gap
+      addMessage(m);
+    }
+    joined = true;
+    regroup();
+    renderReceipts();
+    if (following) toBottom();
+    resendPending();
+    maybeSendRead();
   }
 
   function handle(frame) {
+    if (frame.room !== undefined && frame.room !== room) return;
     switch (frame.type) {
-      case "history": {
-        if (frame.room !== room) return;
-        const following = atBottom();
-        if (!frame.complete && lastSeq > 0 && frame.messages.length > 0
-            && frame.messages[0].seq > lastSeq + 1) {
-          notice("Some messages were missed while you were away: they are no longer kept.");
-        }
-        for (const m of frame.messages) {
-          if (m.seq > lastSeq) {
-            lastSeq = m.seq - 1; // history is authoritative: accept it in order
-            addMessage(m);
-          }
-        }
-        joined = true;
-        scrollIfFollowing(following);
-        resendPending();
+      case "history":
+        onHistory(frame);
         break;
-      }
       case "chat":
-        if (frame.room === room) addMessage(frame);
+        // Until our history arrives, live frames are covered by it (the server holds the rest).
+        if (!joined) return;
+        if (frame.seq > lastSeq + 1) {
+          rejoin(); // a gap: ask again from what we have
+          return;
+        }
+        if (addMessage(frame)) {
+          regroup();
+          renderReceipts();
+          setTyping(frame.user, false);
+        }
+        maybeSendRead();
         break;
       case "presence":
-        if (frame.room === room) setPeople(frame.users);
+        setPeople(frame.users);
+        if (frame.read) {
+          for (const [user, seq] of Object.entries(frame.read)) setReadMarker(user, seq);
+        }
         break;
       case "join":
-        if (frame.room === room) addPerson(frame.user);
+        addPerson(frame.user);
         break;
       case "leave":
-        if (frame.room === room) removePerson(frame.user);
+        removePerson(frame.user);
         break;
       case "typing":
-        if (frame.room === room && frame.user !== me) setTyping(frame.user, frame.typing);
+        if (frame.user !== me) setTyping(frame.user, frame.typing);
         break;
+      case "receipt":
+        setReadMarker(frame.user, frame.seq);
+        break;
+      case "deleted": {
+        const li = list.querySelector(`:scope > .msg[data-seq="${Number(frame.seq)}"]`);
+        if (li) {
+          li.remove();
+          regroup();
+          renderReceipts();
+        }
+        break;
+      }
       case "error":
         showError(frame);
         break;
@@ -243,17 +465,26 @@
 
   function showError(frame) {
     const entry = frame.ref && pending.get(frame.ref);
-    if (entry) {
-      entry.el.classList.add("failed");
-      const why = document.createElement("span");
-      why.className = "why";
-      why.textContent = frame.message;
-      entry.el.append(why);
-      if (frame.code !== "rate_limited") pending.delete(frame.ref);
-      else setTimeout(() => resendOne(frame.ref), Math.ceil((frame.retry_after || 1) * 1000));
+    if (!entry) {
+      formError.textContent = frame.message;
       return;
     }
-    formError.textContent = frame.message;
+    entry.el.classList.add("failed");
+    let why = entry.el.querySelector(".why");
+    if (!why) {
+      why = document.createElement("p");
+      why.className = "why";
+      why.setAttribute("role", "alert");
+      entry.el.append(why);
+    }
+    why.textContent = frame.message;
+    if (frame.code === "rate_limited") {
+      setTimeout(() => resendOne(frame.ref), Math.ceil((frame.retry_after || 1) * 1000));
+    } else {
+      // The server will never take this one: it stays, marked, and is not resent.
+      pending.delete(frame.ref);
+      entry.el.classList.remove("pending");
+    }
   }
 
   // --- sending ---
@@ -265,7 +496,7 @@
 
   function resendOne(clientId) {
     const entry = pending.get(clientId);
-    if (!entry) return;
+    if (!entry || !joined) return;
     entry.el.classList.remove("failed");
     const why = entry.el.querySelector(".why");
     if (why) why.remove();
@@ -276,12 +507,23 @@
     for (const clientId of pending.keys()) resendOne(clientId);
   }
 
+  function showCount() {
+    const n = input.value.length;
+    counter.textContent = `${n} / ${maxText}`;
+    counter.classList.toggle("over", n > maxText);
+    if (n > maxText) formError.textContent = `Messages are at most ${maxText} characters.`;
+    else if (formError.dataset.kind === "length") formError.textContent = "";
+    formError.dataset.kind = n > maxText ? "length" : "";
+  }
+
   function submit() {
     const text = input.value;
     formError.textContent = "";
-    if (!text.trim()) return;
+    if (!text.trim() || ended) return;
     if (text.length > maxText) {
-      formError.textContent = `Messages are at most ${maxText} characters (this one is ${text.length}).`;
+      formError.textContent =
+        `Messages are at most ${maxText} characters (this one is ${text.length}).`;
+      formError.dataset.kind = "length";
       return;
     }
     const clientId = newClientId();
@@ -290,10 +532,13 @@
     el.dataset.clientId = clientId;
     removeEmptyNotice();
     list.append(el);
-    list.scrollTop = list.scrollHeight;
+    regroup();
+    toBottom();
     pending.set(clientId, { text, el });
     input.value = "";
+    showCount();
     stopTyping();
+    // Not joined (reconnecting, offline): it stays pending and goes out after the re-join.
     if (joined) send({ type: "chat", room, text, client_id: clientId });
   }
 
@@ -317,8 +562,8 @@
   });
 
   input.addEventListener("input", () => {
-    formError.textContent = input.value.length > maxText
-      ? `Messages are at most ${maxText} characters.` : "";
+    showCount();
+    if (!joined) return;
     const now = Date.now();
     if (!input.value) {
       stopTyping();
@@ -331,7 +576,39 @@
 
   input.addEventListener("blur", stopTyping);
 
-  localiseTimes(list);
-  list.scrollTop = list.scrollHeight;
+  list.addEventListener("scroll", () => {
+    if (atBottom()) {
+      unseenBelow = 0;
+      jump.hidden = true;
+      maybeSendRead();
+    }
+  });
+
+  jump.addEventListener("click", () => {
+    toBottom();
+    maybeSendRead();
+    input.focus();
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") {
+      unseenWhileHidden = 0;
+      updateTitle();
+      maybeSendRead();
+    }
+  });
+
+  // --- start ---
+
+  for (const t of list.querySelectorAll("time[data-ts]")) localiseTime(t);
+  regroup();
+  drawUnreadLine();
+  const line = document.getElementById("unread-line");
+  if (line && list.scrollHeight > list.clientHeight) {
+    line.scrollIntoView({ block: "start" });
+  } else {
+    toBottom();
+  }
+  showCount();
   connect();
 })();

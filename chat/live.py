@@ -1,0 +1,68 @@
+"""Small JSON endpoints the pages poll to stay live: the rooms list and the admin page.
+
+They answer with JSON errors (401/403) rather than the HTML error pages or login redirects the
+pages get, because a script reads them. Nothing here is cached: each answer is the state now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from chat.auth import current_user
+from chat.keys import PRESENCE, STORE
+from chat.presence import by_user
+
+routes = web.RouteTableDef()
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers=NO_STORE)
+
+
+def _refused(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+@routes.get("/rooms.json", name="rooms_json")
+async def rooms_json(request: web.Request) -> web.Response:
+    """Each room with the people in it now and this user's unread count."""
+    user = await current_user(request)
+    if user is None:
+        return _refused(401, "Log in first.")
+    store = request.app[STORE]
+    counts = await request.app[PRESENCE].room_counts()
+    unread = await store.unread_counts(user)
+    rooms = [
+        {"name": r.name, "online": counts.get(r.name, 0), "unread": unread.get(r.name, 0)}
+        for r in await store.list_rooms()
+    ]
+    return _json({"rooms": rooms})
+
+
+@routes.get("/admin/online.json", name="admin_online_json")
+async def admin_online_json(request: web.Request) -> web.Response:
+    """Who is online (every tab on every node folded per person), for the live admin page."""
+    user = await current_user(request)
+    if user is None:
+        return _refused(401, "Log in first.")
+    if not user.is_admin:
+        return _refused(403, "Only administrators can see who is online.")
+    online = by_user(await request.app[PRESENCE].connections())
+    return _json(
+        {
+            "online": [
+                {
+                    "username": u.username,
+                    "rooms": list(u.rooms),
+                    "connections": u.connections,
+                    "nodes": list(u.nodes),
+                    "since": int(u.since * 1000),
+                }
+                for u in online
+            ]
+        }
+    )

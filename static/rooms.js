@@ -1,0 +1,67 @@
+// The rooms list stays live: people online and unread counts, polled from /rooms.json.
+// Room names only ever go in as text.
+"use strict";
+
+(function () {
+  const list = document.getElementById("rooms");
+  if (!list) return;
+  const POLL_MS = 3000;
+  let timer = null;
+
+  function roomItem(name) {
+    const li = document.createElement("li");
+    li.dataset.room = name;
+    const link = document.createElement("a");
+    link.href = "/rooms/" + encodeURIComponent(name);
+    link.textContent = "#" + name;
+    const online = document.createElement("span");
+    online.className = "online";
+    online.title = "people in the room now";
+    const count = document.createElement("span");
+    count.className = "count";
+    online.append(count, " online");
+    const unread = document.createElement("span");
+    unread.className = "unread";
+    unread.title = "unread messages";
+    const n = document.createElement("span");
+    n.className = "n";
+    unread.append(n, " unread");
+    li.append(link, " ", online, " ", unread);
+    return li;
+  }
+
+  function render(rooms) {
+    for (const r of rooms) {
+      let li = list.querySelector(`li[data-room="${CSS.escape(r.name)}"]`);
+      if (!li) {
+        li = roomItem(r.name);
+        list.append(li);
+      }
+      li.querySelector(".count").textContent = String(r.online);
+      const unread = li.querySelector(".unread");
+      unread.querySelector(".n").textContent = String(r.unread);
+      unread.hidden = r.unread === 0;
+    }
+  }
+
+  async function poll() {
+    clearTimeout(timer);
+    try {
+      const response = await fetch("/rooms.json", { headers: { Accept: "application/json" } });
+      if (response.status === 401) return; // logged out: the page will say so on next click
+      if (response.ok) render((await response.json()).rooms);
+    } catch (err) {
+      // Offline or the server is restarting: try again on the next tick.
+    }
+    if (!document.hidden) timer = setTimeout(poll, POLL_MS);
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) poll();
+  });
+  // Coming back with the back button shows a cached page: refresh it at once.
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) poll();
+  });
+  timer = setTimeout(poll, POLL_MS);
+})();
