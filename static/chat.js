@@ -196,13 +196,14 @@
 
   // --- read markers and receipts ---
 
+  // Leading edge at once (a quick glance counts), then at most one more per READ_DELAY_MS.
   function maybeSendRead() {
     if (!joined || document.visibilityState !== "visible" || !atBottom()) return;
     if (lastSeq <= readSent || readTimer !== null) return;
+    if (send({ type: "read", room, seq: lastSeq })) readSent = lastSeq;
     readTimer = setTimeout(() => {
       readTimer = null;
-      if (!joined || lastSeq <= readSent || !atBottom()) return;
-      if (send({ type: "read", room, seq: lastSeq })) readSent = lastSeq;
+      maybeSendRead();
     }, READ_DELAY_MS);
   }
 
@@ -308,6 +309,7 @@
 
   function rejoin() {
     joined = false;
+    root.dataset.joined = "false";
     send({ type: "join", room, since: lastSeq });
   }
 
@@ -344,6 +346,7 @@
       if (ws !== socket) return; // an old socket we already gave up on
       ws = null;
       joined = false;
+      root.dataset.joined = "false";
       clearTypers();
       if (event.code === 1008) {
         // Kicked, banned or logged out elsewhere: coming back by ourselves would be wrong.
@@ -385,6 +388,7 @@
     const socket = ws;
     ws = null;
     joined = false;
+    root.dataset.joined = "false";
     cancelReconnect();
     if (socket) socket.close(4000, "browser went offline");
     if (!ended) setStatus("offline", "offline");
@@ -401,6 +405,7 @@
       addMessage(m);
     }
     joined = true;
+    root.dataset.joined = "true"; // tests and styles can tell a live page from a stale one
     regroup();
     renderReceipts();
     if (following) toBottom();

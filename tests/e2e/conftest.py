@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Dialog, Page, Playwright
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
 from tests.conftest import need
 from tests.e2e.server import ChatServer
@@ -92,9 +99,15 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def chat_server(tmp_path: Path) -> Iterator[ChatServer]:
+def server_env() -> dict[str, str]:
+    """Extra environment for the server; a test overrides it with `parametrize`."""
+    return {}
+
+
+@pytest.fixture
+def chat_server(tmp_path: Path, server_env: dict[str, str]) -> Iterator[ChatServer]:
     """A fresh server and database per test; `root` is its administrator."""
-    server = ChatServer(tmp_path / "var")
+    server = ChatServer(tmp_path / "var", **server_env)
     server.run_command("create-user", ADMIN, "--admin", "--password-stdin", stdin=PASSWORD + "\n")
     server.start()
     try:

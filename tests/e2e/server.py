@@ -12,8 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -78,14 +77,21 @@ class ChatServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited at start-up:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/login", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.05)
+            if self._answers():
+                return
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server did not answer within {START_TIMEOUT}s:\n{self.log()}")
+
+    def _answers(self) -> bool:
+        connection = HTTPConnection("127.0.0.1", self.port, timeout=1)
+        try:
+            connection.request("GET", "/login")
+            return connection.getresponse().status == 200
+        except OSError:  # refused while it starts; ConnectionError and timeouts are OSErrors
+            return False
+        finally:
+            connection.close()
 
     def stop(self) -> None:
         """SIGTERM (a graceful shutdown closes the sockets with 1001), SIGKILL if it hangs."""
