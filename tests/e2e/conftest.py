@@ -45,12 +45,6 @@ TIMEOUT_MS = 10_000
 _names = itertools.count(1)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/e2e/" in item.nodeid:
-            item.add_marker(pytest.mark.e2e)
-
-
 @dataclass
 class Person:
     """One person at one browser: a context of their own (cookies), one page, what went wrong."""

@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from tests.e2e.conftest import ADMIN, TIMEOUT_MS, Person, PersonFactory
 from tests.e2e.server import ChatServer
 
+pytestmark = pytest.mark.e2e
 expect.set_options(timeout=TIMEOUT_MS)
 
 SHOWN = "#messages > .msg:not(.pending) .text"
@@ -252,3 +253,81 @@ def test_keyboard_only(person: PersonFactory) -> None:
     expect(page.get_by_role("button", name="Send")).to_be_focused()
     expect(page.get_by_role("log", name="Messages in #general")).to_be_visible()
     expect(page.get_by_label("Message #general")).to_be_visible()
+
+
+@pytest.mark.parametrize("server_env", [{"HISTORY_LIMIT": "3"}])
+def test_a_gap_longer_than_the_kept_history_is_said_out_loud(person: PersonFactory) -> None:
+    alice, bob = person("alice"), person("bob")
+    a, b = open_room(alice), open_room(bob)
+    say(a, "m0")
+    expect_texts(b, ["m0"])
+    bob.context.set_offline(True)
+    expect(b.locator("#status")).to_have_text("offline")
+    for i in range(1, 6):
+        say(a, f"m{i}")
+    expect_texts(a, ["m0", "m1", "m2", "m3", "m4", "m5"])
+    bob.context.set_offline(False)
+    expect(b.locator("#room")).to_have_attribute("data-joined", "true")
+    expect_texts(b, ["m0", "m3", "m4", "m5"])
+    expect(b.locator("#messages > .notice.missed")).to_have_text(
+        "2 missed messages are no longer kept."
+    )
+
+
+# Headless Chromium never hides a page, so the test flips what the page reads as its
+# visibility (document.hidden / visibilityState) and fires the event a real tab switch fires.
+HIDE_SWITCH = """
+Object.defineProperty(Document.prototype, "hidden",
+  { configurable: true, get() { return window.__hidden === true; } });
+Object.defineProperty(Document.prototype, "visibilityState",
+  { configurable: true, get() { return window.__hidden === true ? "hidden" : "visible"; } });
+"""
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    page.evaluate(
+        "hidden => { window.__hidden = hidden; "
+        "document.dispatchEvent(new Event('visibilitychange')); }",
+        hidden,
+    )
+
+
+def test_hidden_tab_counts_unread_in_its_title_and_reads_when_shown(
+    person: PersonFactory,
+) -> None:
+    alice, bob = person("alice"), person("bob")
+    alice.context.add_init_script(HIDE_SWITCH)
+    a, b = open_room(alice), open_room(bob)
+    say(b, "are you there?")
+    expect(b.locator("#messages .seen")).to_have_text("seen by 1")
+
+    set_hidden(a, True)
+    say(b, "hello?")
+    say(b, "anyone?")
+    expect(a).to_have_title("(2) #general · chat")
+    expect(b.locator("#messages > .msg")).to_have_count(3)
+    # Not read while hidden: the newest messages carry no receipt.
+    expect(b.locator("#messages > .msg").nth(2).locator(".seen")).to_have_count(0)
+
+    set_hidden(a, False)
+    expect(a).to_have_title("#general · chat")
+    expect(b.locator("#messages > .msg").nth(2).locator(".seen")).to_have_text("seen by 1")
+
+
+def test_a_policy_close_is_shown_and_not_retried(person: PersonFactory) -> None:
+    """Logging out in another tab closes this session's sockets with 1008, as a kick or a ban
+    does: the page says why and does not reconnect by itself."""
+    alice = person("alice")
+    room = open_room(alice)
+    other_tab = alice.new_page()
+    other_tab.goto("/")
+    other_tab.get_by_role("button", name="Log out").click()
+    other_tab.wait_for_url("**/login")
+    status = room.locator("#status")
+    expect(status).to_have_text("disconnected: logged out")
+    expect(status).to_have_attribute("data-state", "ended")
+    expect(room.locator("#text")).to_be_disabled()
+    # The first reconnect would come within a second; it must not.
+    room.wait_for_timeout(1500)
+    expect(status).to_have_attribute("data-state", "ended")
+    assert alice.console_errors == []

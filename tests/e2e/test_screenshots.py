@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import ADMIN, TIMEOUT_MS, Person, PersonFactory
@@ -12,6 +13,7 @@ from tests.e2e.server import PROJECT_ROOT, ChatServer
 
 SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots"
 
+pytestmark = pytest.mark.e2e
 expect.set_options(timeout=TIMEOUT_MS)
 
 
