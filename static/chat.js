@@ -21,6 +21,7 @@
   const list = document.getElementById("messages");
   const jump = document.getElementById("jump");
   const statusEl = document.getElementById("status");
+  const retry = document.getElementById("retry");
   const typingEl = document.getElementById("typing");
   const peopleEl = document.getElementById("people");
   const peopleCount = document.getElementById("people-count");
@@ -295,6 +296,7 @@
   function setStatus(text, state) {
     statusEl.textContent = text;
     statusEl.dataset.state = state;
+    retry.hidden = state !== "reconnecting";
   }
 
   // --- socket ---
@@ -378,6 +380,11 @@
     countdown = setInterval(tick, 1000);
     reconnectTimer = setTimeout(connect, delay);
   }
+
+  retry.addEventListener("click", () => {
+    attempt = 0;
+    connect();
+  });
 
   window.addEventListener("online", () => {
     attempt = 0;
@@ -611,6 +618,8 @@
   const line = document.getElementById("unread-line");
   if (line && list.scrollHeight > list.clientHeight) {
     line.scrollIntoView({ block: "start" });
+    unseenBelow = list.querySelectorAll("#unread-line ~ .msg").length;
+    if (!atBottom()) showJump();
   } else {
     toBottom();
   }
