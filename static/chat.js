@@ -67,16 +67,42 @@
     t.title = new Date(ms).toLocaleString();
   }
 
-  // A message continues its author's group when the previous message is theirs and recent.
+  function dayKey(ms) {
+    const d = new Date(ms);
+    return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+  }
+
+  function dayLabel(ms) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (dayKey(ms) === dayKey(today.getTime())) return "Today";
+    if (dayKey(ms) === dayKey(yesterday.getTime())) return "Yesterday";
+    return new Date(ms).toLocaleDateString([], { weekday: "long", month: "long", day: "numeric" });
+  }
+
+  // Day separators, and groups: a message continues its author's group when the previous
+  // message is theirs, recent and on the same day. Run after every change to the list.
   function regroup() {
+    for (const old of list.querySelectorAll(":scope > .day")) old.remove();
     let prev = null;
-    for (const li of list.children) {
+    let day = null;
+    for (const li of [...list.children]) {
       if (!li.classList.contains("msg")) {
         prev = null;
         continue;
       }
+      const ts = Number(li.dataset.ts);
+      if (dayKey(ts) !== day) {
+        day = dayKey(ts);
+        const sep = document.createElement("li");
+        sep.className = "day";
+        sep.setAttribute("role", "separator");
+        sep.textContent = dayLabel(ts);
+        list.insertBefore(sep, li);
+        prev = null;
+      }
       const cont = prev !== null && prev.dataset.user === li.dataset.user
-        && Number(li.dataset.ts) - Number(prev.dataset.ts) < GROUP_GAP_MS;
+        && ts - Number(prev.dataset.ts) < GROUP_GAP_MS;
       li.classList.toggle("cont", cont);
       prev = li;
     }
@@ -344,8 +370,13 @@
         if (line) handle(JSON.parse(line));
       }
     });
+    let opened = false;
+    socket.addEventListener("open", () => {
+      opened = true;
+    });
     socket.addEventListener("close", (event) => {
       if (ws !== socket) return; // an old socket we already gave up on
+      if (!opened && attempt >= 2) checkSession(); // refused twice: still logged in?
       ws = null;
       joined = false;
       root.dataset.joined = "false";
@@ -359,6 +390,25 @@
       }
       scheduleReconnect();
     });
+  }
+
+  // A refused upgrade looks like any network failure to a page; the session may have ended
+  // (logged out elsewhere, expired). Ask a plain endpoint rather than retrying forever.
+  async function checkSession() {
+    try {
+      const response = await fetch("/rooms.json", { cache: "no-store" });
+      if (response.status !== 401) return;
+    } catch (err) {
+      return; // the server is unreachable: keep retrying
+    }
+    ended = true;
+    cancelReconnect();
+    setStatus("signed out", "ended");
+    input.disabled = true;
+    const link = document.createElement("a");
+    link.href = "/login?next=" + encodeURIComponent(location.pathname);
+    link.textContent = "Log in again";
+    formError.replaceChildren("You are signed out. ", link);
   }
 
   function scheduleReconnect() {

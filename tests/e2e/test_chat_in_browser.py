@@ -163,7 +163,7 @@ def test_read_receipts_and_unread_counts(person: PersonFactory) -> None:
     general.get_by_role("link").click()
     expect(c.locator("#room")).to_have_attribute("data-joined", "true")
     expect(c.locator("#unread-line")).to_have_text("New since you last read")
-    expect(c.locator("#messages > *")).to_have_text(
+    expect(c.locator("#messages > .msg, #messages > .unread-line")).to_have_text(
         [re.compile(r"first\s*$"), "New since you last read", re.compile(r"are you there\?\s*$")]
     )
     expect(seen).to_have_text("seen by 2")
@@ -331,3 +331,19 @@ def test_a_policy_close_is_shown_and_not_retried(person: PersonFactory) -> None:
     room.wait_for_timeout(1500)
     expect(status).to_have_attribute("data-state", "ended")
     assert alice.console_errors == []
+
+
+def test_a_session_that_ended_while_away_asks_to_log_in_again(
+    person: PersonFactory, chat_server: ChatServer
+) -> None:
+    """The server comes back with a new secret key (rotated), so the old cookie is worthless:
+    the page stops knocking and offers the login page instead of retrying forever."""
+    alice = person("alice")
+    page = open_room(alice)
+    chat_server.stop()
+    chat_server.env["SECRET_KEY"] = "a rotated secret key, so every old cookie is void"
+    chat_server.start()
+    expect(page.locator("#status")).to_have_text("signed out")
+    link = page.get_by_role("link", name="Log in again")
+    expect(link).to_have_attribute("href", "/login?next=%2Frooms%2Fgeneral")
+    expect(page.locator("#text")).to_be_disabled()
