@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import ssl
 import sys
 import warnings
 from collections.abc import Sequence
@@ -13,9 +14,11 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
+from chat import logs, tls
 from chat.app import create_app
 from chat.db import Store
 from chat.errors import ChatError
+from chat.logs import AccessLogger
 from chat.passwords import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher
 from chat.settings import Settings, SettingsError
 
@@ -38,12 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        ssl_context = tls.server_context(settings)
     except SettingsError as exc:
         print(f"chat: bad setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     # Alembic narrates every plugin it loads at INFO; its warnings are what matter.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # aiohttp-session keys its storage with a plain string, which aiohttp now warns about.
@@ -52,21 +54,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "create-user":
         return asyncio.run(_create_user(settings, args.username, args.admin, args.password_stdin))
-    return _serve(settings, getattr(args, "workers", 1))
+    return _serve(settings, getattr(args, "workers", 1), ssl_context)
 
 
-def _serve(settings: Settings, workers: int) -> int:
+def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None = None) -> int:
     if workers != 1:
         print("chat: --workers > 1 needs Redis fan-out, which is not built yet", file=sys.stderr)
         return 2
-    log.info("serving on http://%s:%d", _host_for_url(settings.host), settings.port)
+    log.info(
+        "serving on %s://%s:%d",
+        settings.scheme,
+        _host_for_url(settings.host),
+        settings.port,
+        extra={"event": "serving", "scheme": settings.scheme, "port": settings.port},
+    )
     web.run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        ssl_context=ssl_context,
         shutdown_timeout=settings.shutdown_timeout,
         print=None,
         access_log=logging.getLogger("chat.access"),
+        access_log_class=AccessLogger,
     )
     return 0
 

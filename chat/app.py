@@ -12,7 +12,7 @@ import jinja2
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from chat import auth, live, views, ws
+from chat import account, auth, live, ops, views, ws
 from chat.broker import LocalBroker
 from chat.db import Store
 from chat.hub import Hub
@@ -20,12 +20,14 @@ from chat.keys import (
     BROKER,
     HUB,
     LIMITS,
+    METRICS,
     PASSWORDS,
     PRESENCE,
     SETTINGS,
     STORE,
     Limits,
 )
+from chat.metrics import Metrics
 from chat.middlewares import error_pages, security_headers
 from chat.passwords import PasswordHasher
 from chat.presence import LocalPresence
@@ -41,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[HUB] = Hub()
+    app[METRICS] = Metrics(app[HUB])
     app[LIMITS] = Limits.from_settings(settings)
     app[PASSWORDS] = PasswordHasher(
         time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
@@ -75,6 +78,8 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_close_sockets)
 
     app.router.add_routes(auth.routes)
+    app.router.add_routes(account.routes)
+    app.router.add_routes(ops.routes)
     app.router.add_routes(views.routes)
     app.router.add_routes(live.routes)
     app.router.add_routes(ws.routes)

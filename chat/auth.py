@@ -1,7 +1,9 @@
 """Accounts on the pages: register, log in, log out; who is asking; CSRF.
 
 The session cookie (aiohttp-session, encrypted) holds the user id, a random session id (so a
-logout can close exactly that session's sockets on every node) and the CSRF token.
+logout can close exactly that session's sockets on every node), the user's session version at
+login (a password change or "log out everywhere" bumps the version in the database, and every
+older cookie stops counting on the next request or upgrade) and the CSRF token.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp_session import Session, get_session, new_session
 
 from chat.broker import CloseSockets
 from chat.errors import ChatError
-from chat.keys import BROKER, LIMITS, PASSWORDS, STORE
+from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, STORE
 from chat.models import User
 from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
 from chat.render import render
@@ -27,9 +29,11 @@ log = logging.getLogger(__name__)
 
 USER_ID = "uid"
 SESSION_ID = "sid"
+VERSION = "ver"
 CSRF = "csrf"
 CSRF_FIELD = "csrf_token"
 _USER_CACHE = web.RequestKey("chat.user", object)
+_BANNED = web.RequestKey("chat.banned", bool)
 
 routes = web.RouteTableDef()
 
@@ -43,8 +47,19 @@ async def current_user(request: web.Request) -> User | None:
     session = await get_session(request)
     user_id = session.get(USER_ID)
     user = await request.app[STORE].user_by_id(user_id) if isinstance(user_id, int) else None
+    if user is not None and session.get(VERSION, 0) != user.session_version:
+        user = None  # signed out everywhere, or the password changed since this login
+    if user is not None and user.banned:
+        request[_BANNED] = True
+        user = None
     request[_USER_CACHE] = user
     return user
+
+
+async def is_banned(request: web.Request) -> bool:
+    """Whether the session belongs to a banned account (so the refusal can say so)."""
+    await current_user(request)
+    return bool(request.get(_BANNED, False))
 
 
 async def require_user(request: web.Request) -> User:
@@ -106,6 +121,7 @@ async def _start_session(request: web.Request, user: User) -> Session:
     session = await new_session(request)
     session[USER_ID] = user.id
     session[SESSION_ID] = secrets.token_urlsafe(16)
+    session[VERSION] = user.session_version
     session[CSRF] = secrets.token_urlsafe(32)
     request[_USER_CACHE] = user
     return session
@@ -136,6 +152,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     limits = request.app[LIMITS]
     wait = limits.register_by_ip.retry_after(request.remote)
     if wait:
+        request.app[METRICS].rate_limited.labels("register").inc()
         return await _too_many(request, "register.html", ctx, wait)
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         ctx["error"] = f"Passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters long."
@@ -175,7 +192,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     ip = request.remote
     wait = max(limits.login_by_ip.retry_after(ip), limits.login_by_name.retry_after(username))
     if wait:
-        log.warning("login throttled for %r from %s", username, ip)
+        log.warning(
+            "login throttled for %r from %s",
+            username,
+            ip,
+            extra={"event": "login_throttled", "username": username, "remote": ip},
+        )
+        request.app[METRICS].rate_limited.labels("login").inc()
         return await _too_many(request, "login.html", ctx, wait)
     store = request.app[STORE]
     passwords = request.app[PASSWORDS]
@@ -185,9 +208,20 @@ async def login(request: web.Request) -> web.StreamResponse:
         # Only failures count against the limits: a user who types right is never throttled.
         limits.login_by_ip.take(ip)
         limits.login_by_name.take(username)
-        log.info("failed login for %r from %s", username, ip)
+        request.app[METRICS].login_failures.inc()
+        log.info(
+            "failed login for %r from %s",
+            username,
+            ip,
+            extra={"event": "login_failed", "username": username, "remote": ip},
+        )
         ctx["error"] = "Wrong username or password."
         return await render(request, "login.html", ctx, status=400)
+    if user.banned:
+        request.app[METRICS].login_failures.inc()
+        log.info("banned account %r refused login", username, extra={"event": "login_banned"})
+        ctx["error"] = "This account is banned. Ask an administrator."
+        return await render(request, "login.html", ctx, status=403)
     if passwords.needs_rehash(user.password_hash):
         await store.set_password_hash(user.id, await passwords.hash(password))
     await _start_session(request, user)

@@ -12,17 +12,27 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode
 
-from chat.hub import Hub
+from chat.errors import Forbidden
+from chat.hub import Connection, Hub
+from chat.protocol import error_frame
 
 
 @dataclass(frozen=True, slots=True)
 class CloseSockets:
-    """Close the sockets of one session (logout) or of every session of a user (kick)."""
+    """Close the sockets of one session (logout) or of every session of a user (kick, ban,
+    password change, log out everywhere).
+
+    `keep_session_id` spares one session (the one that changed the password). With `room` set,
+    the sockets stay open and only their subscription to that room is closed (a member removed
+    from a private room): they get a `forbidden` error naming the room.
+    """
 
     reason: str
     user_id: int | None = None
     session_id: str | None = None
     code: int = WSCloseCode.POLICY_VIOLATION
+    room: str | None = None
+    keep_session_id: str | None = None
 
 
 class Broker(Protocol):
@@ -32,15 +42,25 @@ class Broker(Protocol):
 
 
 def apply_control(hub: Hub, event: CloseSockets) -> int:
-    """What a control event does on one node; shared by every broker."""
-    return hub.close_where(
-        lambda c: (
+    """What a control event does on one node; shared by every broker. Returns how many
+    connections it touched."""
+
+    def picked(c: Connection) -> bool:
+        return (
             (event.user_id is None or c.user.id == event.user_id)
             and (event.session_id is None or c.session_id == event.session_id)
-        ),
-        event.code,
-        event.reason,
-    )
+            and (event.keep_session_id is None or c.session_id != event.keep_session_id)
+        )
+
+    if event.room is None:
+        return hub.close_where(picked, event.code, event.reason)
+    room = event.room
+    touched = 0
+    for conn in hub.members(room):
+        if picked(conn) and hub.leave(conn, room):
+            conn.send(error_frame(Forbidden(event.reason, ref=room)))
+            touched += 1
+    return touched
 
 
 class LocalBroker:

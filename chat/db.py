@@ -31,8 +31,10 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     event,
+    false,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -41,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from chat.errors import InvalidName, NameTaken, NoSuchRoom
-from chat.models import ROOM_NAME_RE, USERNAME_RE, Message, Room, User
+from chat.models import ROOM_NAME_RE, USERNAME_RE, Message, ModerationEntry, Room, User
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("session_version", Integer, nullable=False, default=0, server_default="0"),
+    Column("banned", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 rooms = Table(
@@ -65,6 +69,7 @@ rooms = Table(
     Column("last_seq", BigInteger, nullable=False, default=0),
     Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("is_private", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 messages = Table(
@@ -76,6 +81,8 @@ messages = Table(
     Column("text", Text, nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("client_id", String(64), nullable=True),
+    # Deleted by a moderator: the text is wiped, the row stays so seq accounting stays exact.
+    Column("deleted", Boolean, nullable=False, default=False, server_default=false()),
     # A resend with the same client_id from the same user finds the first copy instead.
     UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
 )
@@ -89,6 +96,31 @@ read_markers = Table(
 )
 
 Index("ix_read_markers_room", read_markers.c.room_id)
+
+room_members = Table(
+    "room_members",
+    metadata,
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("added_at", BigInteger, nullable=False),
+)
+
+Index("ix_room_members_user", room_members.c.user_id)
+
+moderation_log = Table(
+    "moderation_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", String(32), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("target", String(32), nullable=True),
+    Column("room", String(32), nullable=True),
+    Column("seq", BigInteger, nullable=True),
+    Column("detail", String(200), nullable=False, default="", server_default=""),
+)
+
+Index("ix_moderation_log_ts", moderation_log.c.ts)
 
 DEFAULT_ROOMS = ("general",)
 
@@ -104,11 +136,20 @@ def _user(row: Any) -> User:
         is_admin=bool(row.is_admin),
         password_hash=row.password_hash,
         created_at=row.created_at,
+        session_version=int(row.session_version),
+        banned=bool(row.banned),
     )
 
 
 def _room(row: Any) -> Room:
-    return Room(id=row.id, name=row.name, last_seq=row.last_seq, created_at=row.created_at)
+    return Room(
+        id=row.id,
+        name=row.name,
+        last_seq=row.last_seq,
+        created_at=row.created_at,
+        is_private=bool(row.is_private),
+        created_by=row.created_by,
+    )
 
 
 class Store:
@@ -200,6 +241,32 @@ class Store:
                 update(users).where(users.c.id == user_id).values(password_hash=password_hash)
             )
 
+    async def bump_session_version(self, user_id: int) -> int:
+        """Invalidate every session of the user issued so far; return the new version."""
+        async with self._write() as conn:
+            version = (
+                await conn.execute(
+                    update(users)
+                    .where(users.c.id == user_id)
+                    .values(session_version=users.c.session_version + 1)
+                    .returning(users.c.session_version)
+                )
+            ).scalar_one()
+        return int(version)
+
+    async def set_banned(self, user_id: int, banned: bool) -> None:
+        async with self._write() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(banned=banned))
+
+    async def banned_users(self) -> list[User]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(users).where(users.c.banned == True).order_by(users.c.username)  # noqa: E712
+                )
+            ).all()
+        return [_user(r) for r in rows]
+
     # --- rooms ---
 
     async def ensure_default_rooms(self) -> None:
@@ -209,7 +276,9 @@ class Store:
                 with contextlib.suppress(NameTaken):
                     await self.create_room(name, creator_id=None)
 
-    async def create_room(self, name: str, *, creator_id: int | None) -> Room:
+    async def create_room(
+        self, name: str, *, creator_id: int | None, private: bool = False
+    ) -> Room:
         if not ROOM_NAME_RE.match(name):
             raise InvalidName(
                 "Room names are 1 to 32 lowercase letters, digits, '-' or '_', starting with a "
@@ -219,12 +288,22 @@ class Store:
             try:
                 await conn.execute(
                     insert(rooms).values(
-                        name=name, last_seq=0, created_by=creator_id, created_at=now_ms()
+                        name=name,
+                        last_seq=0,
+                        created_by=creator_id,
+                        created_at=now_ms(),
+                        is_private=private,
                     )
                 )
             except IntegrityError:
                 raise NameTaken(f"A room named {name!r} already exists.") from None
             row = (await conn.execute(select(rooms).where(rooms.c.name == name))).one()
+            if private and creator_id is not None:
+                await conn.execute(
+                    insert(room_members).values(
+                        room_id=row.id, user_id=creator_id, added_at=now_ms()
+                    )
+                )
         return _room(row)
 
     async def room_by_name(self, name: str) -> Room | None:
@@ -232,10 +311,65 @@ class Store:
             row = (await conn.execute(select(rooms).where(rooms.c.name == name))).first()
         return None if row is None else _room(row)
 
-    async def list_rooms(self) -> list[Room]:
+    async def list_rooms(self, viewer: User | None = None) -> list[Room]:
+        """Every room, or the ones `viewer` may see: public ones and private ones they are in
+        (an admin sees all, to moderate them)."""
+        query = select(rooms).order_by(rooms.c.name)
+        if viewer is not None and not viewer.is_admin:
+            mine = select(room_members.c.room_id).where(room_members.c.user_id == viewer.id)
+            query = query.where(or_(rooms.c.is_private == False, rooms.c.id.in_(mine)))  # noqa: E712
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(rooms).order_by(rooms.c.name))).all()
+            rows = (await conn.execute(query)).all()
         return [_room(r) for r in rows]
+
+    # --- private rooms ---
+
+    async def is_member(self, room: Room, user: User) -> bool:
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(room_members.c.user_id).where(
+                        and_(room_members.c.room_id == room.id, room_members.c.user_id == user.id)
+                    )
+                )
+            ).first()
+        return found is not None
+
+    async def can_enter(self, room: Room, user: User) -> bool:
+        """Public rooms are open to all; a private one to its members and the admins."""
+        return not room.is_private or user.is_admin or await self.is_member(room, user)
+
+    async def members(self, room: Room) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(users.c.username)
+                    .join(room_members, room_members.c.user_id == users.c.id)
+                    .where(room_members.c.room_id == room.id)
+                    .order_by(users.c.username)
+                )
+            ).all()
+        return [r.username for r in rows]
+
+    async def add_member(self, room: Room, user: User) -> bool:
+        """Add a member; False if they already were one."""
+        async with self._write() as conn:
+            try:
+                await conn.execute(
+                    insert(room_members).values(room_id=room.id, user_id=user.id, added_at=now_ms())
+                )
+            except IntegrityError:
+                return False
+        return True
+
+    async def remove_member(self, room: Room, user: User) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                room_members.delete().where(
+                    and_(room_members.c.room_id == room.id, room_members.c.user_id == user.id)
+                )
+            )
+        return bool(result.rowcount)
 
     # --- messages ---
 
@@ -325,6 +459,7 @@ class Store:
                         messages.c.text,
                         messages.c.ts,
                         messages.c.client_id,
+                        messages.c.deleted,
                         users.c.username,
                     )
                     .join(users, users.c.id == messages.c.user_id)
@@ -333,15 +468,81 @@ class Store:
                     .limit(self.history_limit)
                 )
             ).all()
-        found = [
-            Message(room_name, r.seq, r.username, r.text, r.ts, r.client_id) for r in reversed(rows)
-        ]
+        rows = list(reversed(rows))
         last_seq = int(room.last_seq)
         if after >= last_seq:
             return [], True, last_seq
-        first_wanted = after + 1
-        complete = bool(found) and found[0].seq == first_wanted
+        # Deleted messages still count here: the client missed nothing it is allowed to see.
+        complete = bool(rows) and rows[0].seq == after + 1
+        found = [
+            Message(room_name, r.seq, r.username, r.text, r.ts, r.client_id)
+            for r in rows
+            if not r.deleted
+        ]
         return found, complete, last_seq
+
+    async def delete_message(self, room_name: str, seq: int) -> bool:
+        """Wipe a message's text and hide it from history; False if there is no such message."""
+        async with self._write() as conn:
+            room_id = await self._room_id(conn, room_name)
+            result = await conn.execute(
+                update(messages)
+                .where(
+                    and_(
+                        messages.c.room_id == room_id,
+                        messages.c.seq == seq,
+                        messages.c.deleted == False,  # noqa: E712
+                    )
+                )
+                .values(deleted=True, text="")
+            )
+        return bool(result.rowcount)
+
+    # --- moderation log ---
+
+    async def log_moderation(
+        self,
+        actor: str,
+        action: str,
+        *,
+        target: str | None = None,
+        room: str | None = None,
+        seq: int | None = None,
+        detail: str = "",
+    ) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                insert(moderation_log).values(
+                    ts=now_ms(),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    room=room,
+                    seq=seq,
+                    detail=detail[:200],
+                )
+            )
+
+    async def moderation_entries(self, limit: int = 100) -> list[ModerationEntry]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(moderation_log).order_by(moderation_log.c.id.desc()).limit(limit)
+                )
+            ).all()
+        return [
+            ModerationEntry(
+                id=r.id,
+                ts=r.ts,
+                actor=r.actor,
+                action=r.action,
+                target=r.target,
+                room=r.room,
+                seq=r.seq,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
 
     # --- read markers ---
 

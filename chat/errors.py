@@ -40,6 +40,16 @@ class NotJoined(ChatError):
     status = 409
 
 
+class NoSuchUser(ChatError):
+    code = "no_such_user"
+    status = 404
+
+
+class NoSuchMessage(ChatError):
+    code = "no_such_message"
+    status = 404
+
+
 class Forbidden(ChatError):
     code = "forbidden"
     status = 403

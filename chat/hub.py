@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 
+@dataclass(slots=True)
+class HubStats:
+    """Plain counters for /metrics, read at scrape time: nothing is paid per frame but an add."""
+
+    frames_out: int = 0  # frames queued for a client
+    messages_out: int = 0  # chat messages queued for a client (one per recipient)
+    frames_dropped: int = 0  # frames never sent: queued for a socket that was closed first
+    slow_closes: int = 0  # sockets closed with 1013 because their queue was full
+
+
 @dataclass(eq=False)
 class Connection:
     """One WebSocket of one user (a browser tab)."""
@@ -48,6 +58,7 @@ class Connection:
     _queue: deque[str] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _closer: asyncio.Task[None] | None = None
+    stats: HubStats = field(default_factory=HubStats)
 
     @property
     def username(self) -> str:
@@ -60,19 +71,28 @@ class Connection:
     def send(self, payload: str) -> None:
         """Queue a frame for this connection; never blocks, never awaits."""
         if self.closing:
+            self.stats.frames_dropped += 1
             return
         if len(self._queue) >= self.queue_limit:
             log.warning("closing connection %s of %s: send queue full", self.id, self.username)
-            self.close_soon(WSCloseCode.TRY_AGAIN_LATER, "too slow: reconnect and resume")
+            self._close_slow()
             return
+        self.stats.frames_out += 1
         self._queue.append(payload)
         self._wakeup.set()
+
+    def _close_slow(self) -> None:
+        if self._closer is None:
+            self.stats.slow_closes += 1
+        # The frame that did not fit is dropped too; the client resumes with `since`.
+        self.stats.frames_dropped += 1
+        self.close_soon(WSCloseCode.TRY_AGAIN_LATER, "too slow: reconnect and resume")
 
     def deliver(self, room: str, payload: str, seq: int | None) -> None:
         held = self.joining.get(room)
         if held is not None:
             if len(held) >= self.queue_limit:
-                self.close_soon(WSCloseCode.TRY_AGAIN_LATER, "too slow: reconnect and resume")
+                self._close_slow()
                 return
             held.append((seq, payload))
             return
@@ -97,6 +117,7 @@ class Connection:
         if self._closer is not None:
             return
         self.closing = True
+        self.stats.frames_dropped += len(self._queue)
         self._queue.clear()
         self._wakeup.set()
         self._closer = asyncio.get_running_loop().create_task(self.close(code, reason))
@@ -119,6 +140,7 @@ class Hub:
 
     def __init__(self) -> None:
         self.connections: dict[int, Connection] = {}
+        self.stats = HubStats()
         self._rooms: dict[str, set[Connection]] = {}
         # Strong references: the event loop keeps only weak ones to running tasks.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,6 +164,7 @@ class Hub:
         return len(self.connections)
 
     def register(self, conn: Connection) -> None:
+        conn.stats = self.stats
         self.connections[conn.id] = conn
 
     def unregister(self, conn: Connection) -> list[str]:
@@ -195,10 +218,17 @@ class Hub:
         # Copy: a full queue closes a connection, which must not change the set mid-iteration.
         for conn in tuple(members):
             conn.deliver(room, payload, seq)
+        if seq is not None:  # a chat message (only those carry a seq)
+            self.stats.messages_out += len(members)
         return len(members)
 
     def members(self, room: str) -> set[Connection]:
         return set(self._rooms.get(room, ()))
+
+    @property
+    def task_count(self) -> int:
+        """Background follow-up tasks still running (the churn test wants none left)."""
+        return len(self._tasks)
 
     def room_names(self) -> list[str]:
         return list(self._rooms)

@@ -9,6 +9,7 @@ from aiohttp import web
 from chat.broker import Broker
 from chat.db import Store
 from chat.hub import Hub
+from chat.metrics import Metrics
 from chat.passwords import PasswordHasher
 from chat.presence import Presence
 from chat.ratelimit import TokenBuckets
@@ -46,3 +47,4 @@ BROKER = web.AppKey[Broker]("broker")
 PRESENCE = web.AppKey[Presence]("presence")
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITS = web.AppKey("limits", Limits)
+METRICS = web.AppKey("metrics", Metrics)

@@ -17,6 +17,10 @@ class User:
     is_admin: bool
     password_hash: str
     created_at: int
+    # Bumped by a password change or "log out everywhere": a session cookie that carries an
+    # older number is no longer honoured.
+    session_version: int = 0
+    banned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,8 @@ class Room:
     name: str
     last_seq: int
     created_at: int
+    is_private: bool = False
+    created_by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +41,17 @@ class Message:
     text: str
     ts: int  # milliseconds since the epoch, UTC
     client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationEntry:
+    """One line of the moderation log: who did what to whom."""
+
+    id: int
+    ts: int  # milliseconds since the epoch, UTC
+    actor: str
+    action: str  # kick, ban, unban, delete, invite, remove
+    target: str | None
+    room: str | None
+    seq: int | None
+    detail: str

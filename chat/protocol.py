@@ -52,7 +52,16 @@ class Read:
     ref: str | None = None
 
 
-ClientFrame = Join | Leave | Chat | Typing | Read
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """An admin removes one message from a room's history and from every open page."""
+
+    room: str
+    seq: int
+    ref: str | None = None
+
+
+ClientFrame = Join | Leave | Chat | Typing | Read | Delete
 
 
 def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
@@ -85,6 +94,11 @@ def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
             if seq is None:
                 raise BadRequest("missing field 'seq'")
             return Read(_room(obj), seq, ref)
+        if kind == "delete":
+            seq = _optional_seq(obj, "seq")
+            if seq is None:
+                raise BadRequest("missing field 'seq'")
+            return Delete(_room(obj), seq, ref)
     except ChatError as exc:
         # Attach the client's reference so it can show the error beside what caused it.
         exc.ref = exc.ref or ref or _safe_client_id(obj)
@@ -190,6 +204,10 @@ def typing_frame(room: str, user: str, typing: bool) -> str:
 
 def receipt_frame(room: str, user: str, seq: int) -> str:
     return _dump({"type": "receipt", "room": room, "user": user, "seq": seq})
+
+
+def deleted_frame(room: str, seq: int) -> str:
+    return _dump({"type": "deleted", "room": room, "seq": seq})
 
 
 def error_frame(error: ChatError) -> str:

@@ -54,6 +54,13 @@ class Settings:
     shutdown_timeout: float = 5.0
     node_id: str = field(default_factory=socket.gethostname)
     log_level: str = "INFO"
+    log_format: str = "text"
+    # Both set: serve https/wss directly (cookies are then Secure unless COOKIE_SECURE says no).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # /metrics is open to loopback; anyone else needs "Authorization: Bearer <token>".
+    metrics_token: str | None = field(default=None, repr=False)
+    ready_timeout: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +94,13 @@ class Settings:
         log_level = reader.get("LOG_LEVEL", str, "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR")
+        log_format = reader.get("LOG_FORMAT", str, "text").lower()
+        if log_format not in {"text", "json"}:
+            raise SettingsError("LOG_FORMAT: expected text or json")
+        tls_cert, tls_key = _tls_files(env)
+        metrics_token = env.get("METRICS_TOKEN") or None
+        if metrics_token is not None and len(metrics_token) < 16:
+            raise SettingsError("METRICS_TOKEN: expected at least 16 characters")
         return cls(
             host=reader.get("CHAT_HOST", str, d.host),
             port=reader.number("CHAT_PORT", int, d.port, low=0, high=65535),
@@ -95,7 +109,7 @@ class Settings:
             redis_url=redis_url,
             secret_key=secret,
             allowed_origins=origins,
-            cookie_secure=reader.flag("COOKIE_SECURE", d.cookie_secure),
+            cookie_secure=reader.flag("COOKIE_SECURE", tls_cert is not None),
             session_max_age=reader.number("SESSION_MAX_AGE", int, d.session_max_age, low=60),
             history_limit=reader.number("HISTORY_LIMIT", int, d.history_limit, low=1, high=10000),
             max_frame_bytes=reader.number(
@@ -135,7 +149,16 @@ class Settings:
             shutdown_timeout=reader.number("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout, low=0.1),
             node_id=reader.get("NODE_ID", str, socket.gethostname()),
             log_level=log_level,
+            log_format=log_format,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            metrics_token=metrics_token,
+            ready_timeout=reader.number("READY_TIMEOUT", float, d.ready_timeout, low=0.1),
         )
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
 
 class _Reader:
@@ -185,6 +208,22 @@ class _Reader:
         if raw in {"0", "false", "no", "off"}:
             return False
         raise SettingsError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _tls_files(env: Mapping[str, str]) -> tuple[Path | None, Path | None]:
+    """TLS_CERT and TLS_KEY: both or neither, and both readable files."""
+    cert, key = env.get("TLS_CERT") or None, env.get("TLS_KEY") or None
+    if (cert is None) != (key is None):
+        missing = "TLS_KEY" if key is None else "TLS_CERT"
+        raise SettingsError(
+            f"{missing}: expected a file path, since TLS_CERT and TLS_KEY go together"
+        )
+    if cert is None or key is None:
+        return None, None
+    for name, value in (("TLS_CERT", cert), ("TLS_KEY", key)):
+        if not Path(value).is_file():
+            raise SettingsError(f"{name}: expected a readable PEM file, {value!r} is not a file")
+    return Path(cert), Path(key)
 
 
 def _secret_from(raw: str) -> bytes:

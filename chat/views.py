@@ -1,4 +1,4 @@
-"""The pages: rooms list (and creating a room), a room, the admin page."""
+"""The pages: rooms list (and creating a room), a room and its members, the admin page."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+from chat import moderation
 from chat.auth import require_admin, require_user
-from chat.errors import ChatError, NoSuchRoom
+from chat.errors import ChatError, NoSuchRoom, NoSuchUser
 from chat.keys import PRESENCE, SETTINGS, STORE
+from chat.models import Room, User
 from chat.presence import by_user
 from chat.render import render
 
@@ -21,8 +23,13 @@ async def _rooms_context(request: web.Request) -> dict[str, Any]:
     counts = await request.app[PRESENCE].room_counts()
     unread = await store.unread_counts(user)
     rooms = [
-        {"name": r.name, "online": counts.get(r.name, 0), "unread": unread.get(r.name, 0)}
-        for r in await store.list_rooms()
+        {
+            "name": r.name,
+            "online": counts.get(r.name, 0),
+            "unread": unread.get(r.name, 0),
+            "private": r.is_private,
+        }
+        for r in await store.list_rooms(user)
     ]
     return {"rooms": rooms, "new_room": ""}
 
@@ -37,8 +44,9 @@ async def create_room(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     form = await request.post()
     name = str(form.get("name", "")).strip().lower()
+    private = form.get("private") in {"1", "on", "true"}
     try:
-        room = await request.app[STORE].create_room(name, creator_id=user.id)
+        room = await request.app[STORE].create_room(name, creator_id=user.id, private=private)
     except ChatError as exc:
         ctx = await _rooms_context(request)
         ctx.update(new_room=name, error=exc.message)
@@ -46,14 +54,23 @@ async def create_room(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound(f"/rooms/{room.name}")
 
 
-@routes.get("/rooms/{name}", name="room")
-async def room_page(request: web.Request) -> web.Response:
-    user = await require_user(request)
+async def visible_room(request: web.Request, user: User) -> Room:
+    """The room in the URL, if this user may see it; a private room is a 404 to outsiders
+    (a 403 would tell them it exists)."""
     name = request.match_info["name"]
     store = request.app[STORE]
     room = await store.room_by_name(name)
-    if room is None:
+    if room is None or not await store.can_enter(room, user):
         raise NoSuchRoom(f"There is no room named {name!r}.")
+    return room
+
+
+@routes.get("/rooms/{name}", name="room")
+async def room_page(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    room = await visible_room(request, user)
+    name = room.name
+    store = request.app[STORE]
     messages, complete, last_seq = await store.history(name, None)
     markers = await store.read_markers(name)
     users = sorted(await request.app[PRESENCE].room_users(name))
@@ -72,8 +89,98 @@ async def room_page(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/rooms/{name}/members", name="room_members")
+async def members_page(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    room = await visible_room(request, user)
+    return await render(request, "members.html", await _members_context(request, user, room))
+
+
+async def _members_context(request: web.Request, user: User, room: Room) -> dict[str, Any]:
+    if not room.is_private:
+        raise NoSuchRoom(f"#{room.name} is public: everyone may join it.")
+    return {
+        "room": room,
+        "members": await request.app[STORE].members(room),
+        "can_manage": moderation.can_manage(user, room),
+        "invitee": "",
+    }
+
+
+@routes.post("/rooms/{name}/members")
+async def change_members(request: web.Request) -> web.StreamResponse:
+    """Invite (action=invite) or remove (action=remove) one member."""
+    user = await require_user(request)
+    room = await visible_room(request, user)
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    action = form.get("action")
+    store = request.app[STORE]
+    target = await store.user_by_name(username) if username else None
+    try:
+        if target is None:
+            raise NoSuchUser(f"There is no user named {username!r}.")
+        if action == "invite":
+            await moderation.invite(request.app, user, room, target)
+        elif action == "remove":
+            await moderation.remove(request.app, user, room, target)
+        else:
+            raise ChatError("Unknown action.")
+    except ChatError as exc:
+        ctx = await _members_context(request, user, room)
+        ctx.update(invitee=username, error=exc.message)
+        return await render(request, "members.html", ctx, status=exc.status)
+    raise web.HTTPFound(f"/rooms/{room.name}/members")
+
+
 @routes.get("/admin", name="admin")
 async def admin_page(request: web.Request) -> web.Response:
     await require_admin(request)
-    online = by_user(await request.app[PRESENCE].connections())
-    return await render(request, "admin.html", {"online": online})
+    return await render(request, "admin.html", await _admin_context(request))
+
+
+async def _admin_context(request: web.Request) -> dict[str, Any]:
+    store = request.app[STORE]
+    return {
+        "online": by_user(await request.app[PRESENCE].connections()),
+        "banned": await store.banned_users(),
+        "log": await store.moderation_entries(),
+    }
+
+
+@routes.post("/admin/moderate", name="moderate")
+async def moderate(request: web.Request) -> web.StreamResponse:
+    """One form endpoint for kick, ban, unban and delete, so the admin page stays simple."""
+    admin = await require_admin(request)
+    form = await request.post()
+    action = str(form.get("action", ""))
+    store = request.app[STORE]
+    app = request.app
+    try:
+        if action == "delete":
+            room = str(form.get("room", "")).strip().lstrip("#").lower()
+            seq_text = str(form.get("seq", "")).strip()
+            if not seq_text.isdigit():
+                raise ChatError("The message number must be a whole number.")
+            if await store.room_by_name(room) is None:
+                raise NoSuchRoom(f"There is no room named {room!r}.")
+            await moderation.delete_message(app, admin, room, int(seq_text))
+        elif action in {"kick", "ban", "unban"}:
+            username = str(form.get("username", "")).strip()
+            reason = str(form.get("reason", "")).strip()[:80]
+            target = await store.user_by_name(username) if username else None
+            if target is None:
+                raise NoSuchUser(f"There is no user named {username!r}.")
+            if action == "kick":
+                await moderation.kick(app, admin, target, reason=reason)
+            elif action == "ban":
+                await moderation.ban(app, admin, target, reason=reason)
+            else:
+                await moderation.unban(app, admin, target)
+        else:
+            raise ChatError("Unknown moderation action.")
+    except ChatError as exc:
+        ctx = await _admin_context(request)
+        ctx["error"] = exc.message
+        return await render(request, "admin.html", ctx, status=exc.status)
+    raise web.HTTPFound("/admin#moderation")

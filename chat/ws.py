@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from chat import protocol
-from chat.auth import current_user, session_id
-from chat.errors import BadRequest, ChatError, NoSuchRoom, NotJoined, TooMany
+from chat import moderation, protocol
+from chat.auth import current_user, is_banned, session_id
+from chat.errors import BadRequest, ChatError, Forbidden, NoSuchRoom, NotJoined, TooMany
 from chat.hub import Connection
-from chat.keys import BROKER, HUB, LIMITS, PRESENCE, SETTINGS, STORE
-from chat.protocol import Chat, ClientFrame, Join, Leave, Read, Typing
+from chat.keys import BROKER, HUB, LIMITS, METRICS, PRESENCE, SETTINGS, STORE
+from chat.protocol import Chat, ClientFrame, Delete, Join, Leave, Read, Typing
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(text="This origin may not open a chat socket.")
     user = await current_user(request)
     if user is None:
+        if await is_banned(request):
+            raise web.HTTPForbidden(text="This account is banned.")
         raise web.HTTPUnauthorized(text="Log in before opening a chat socket.")
     hub = request.app[HUB]
     if sum(1 for _ in hub.of_user(user.id)) >= settings.max_connections_per_user:
+        request.app[METRICS].rate_limited.labels("connections").inc()
         raise web.HTTPTooManyRequests(
             text=f"At most {settings.max_connections_per_user} open connections per user.",
             headers={"Retry-After": "5"},
@@ -92,6 +95,7 @@ class SocketSession:
     """What one connection may do: join, leave, chat, typing, read."""
 
     def __init__(self, app: web.Application, conn: Connection) -> None:
+        self.app = app
         self.conn = conn
         self.settings = app[SETTINGS]
         self.store = app[STORE]
@@ -99,8 +103,10 @@ class SocketSession:
         self.broker = app[BROKER]
         self.presence = app[PRESENCE]
         self.limits = app[LIMITS]
+        self.metrics = app[METRICS]
 
     async def handle(self, data: str) -> None:
+        self.metrics.frames_in.inc()
         try:
             frame = protocol.parse(data, max_text_chars=self.settings.max_text_chars)
             await self.dispatch(frame)
@@ -120,6 +126,8 @@ class SocketSession:
                     await self.typing(frame)
                 case Read():
                     await self.read(frame)
+                case Delete():
+                    await moderation.delete_message(self.app, self.conn.user, frame.room, frame.seq)
         except ChatError as exc:
             exc.ref = exc.ref or frame.ref
             raise
@@ -134,8 +142,13 @@ class SocketSession:
             raise BadRequest(
                 f"At most {self.settings.max_rooms_per_connection} rooms per connection."
             )
-        if await self.store.room_by_name(room) is None:
+        found = await self.store.room_by_name(room)
+        if found is None:
             raise NoSuchRoom(f"There is no room named {room!r}.")
+        if not await self.store.can_enter(found, conn.user):
+            raise Forbidden(f"#{room} is a private room you are not a member of.")
+        if frame.since is not None:
+            self.metrics.history_resumes.inc()
         if not await self.presence.user_in_room(conn.username, room):
             # Announced before this socket is in the room: the joiner learns of itself from the
             # presence frame, the others from this.
@@ -165,10 +178,13 @@ class SocketSession:
         self._require_joined(frame.room)
         wait = self.limits.chat.take(self.conn.user.id)
         if wait:
+            self.metrics.rate_limited.labels("chat").inc()
             raise TooMany("You are sending messages too fast.", retry_after=wait)
         message, is_new = await self.store.append_message(
             frame.room, self.conn.user, frame.text, frame.client_id
         )
+        if is_new:
+            self.metrics.messages_in.inc()
         payload = protocol.chat_frame(message)
         if is_new:
             await self.broker.publish(frame.room, payload, message.seq)
@@ -180,6 +196,7 @@ class SocketSession:
         self._require_joined(frame.room)
         wait = self.limits.typing.take(self.conn.id)
         if wait:
+            self.metrics.rate_limited.labels("typing").inc()
             raise TooMany("Typing notices are sent too often.", retry_after=wait)
         await self.broker.publish(
             frame.room, protocol.typing_frame(frame.room, self.conn.username, frame.typing)

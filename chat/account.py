@@ -1,0 +1,82 @@
+"""The account page: change the password, log out everywhere.
+
+Both bump the user's session version, which every request and every upgrade compares with the
+version in the cookie, and both close the user's other open sockets on every node.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from chat.auth import SESSION_ID, VERSION, require_user, session_id
+from chat.broker import CloseSockets
+from chat.keys import BROKER, PASSWORDS, STORE
+from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
+from chat.render import render
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/account", name="account")
+async def account_page(request: web.Request) -> web.Response:
+    await require_user(request)
+    return await render(request, "account.html", {"done": request.query.get("done") == "1"})
+
+
+@routes.post("/account/password")
+async def change_password(request: web.Request) -> web.StreamResponse:
+    user = await require_user(request)
+    form = await request.post()
+    current = str(form.get("current", ""))
+    new = str(form.get("password", ""))
+    confirm = str(form.get("confirm", ""))
+    passwords = request.app[PASSWORDS]
+    ctx: dict[str, Any] = {}
+    if not await passwords.verify(user.password_hash, current):
+        ctx["error"] = "The current password is wrong."
+    elif not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
+        ctx["error"] = f"Passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters long."
+    elif new != confirm:
+        ctx["error"] = "The two new passwords do not match."
+    if ctx:
+        return await render(request, "account.html", ctx, status=400)
+    store = request.app[STORE]
+    await store.set_password_hash(user.id, await passwords.hash(new))
+    version = await store.bump_session_version(user.id)
+    # This browser stays logged in; every other session is now stale.
+    (await get_session(request))[VERSION] = version
+    await request.app[BROKER].control(
+        CloseSockets(
+            "password changed: log in again",
+            user_id=user.id,
+            keep_session_id=await session_id(request),
+        )
+    )
+    log.info(
+        "%s changed their password",
+        user.username,
+        extra={"event": "password_changed", "username": user.username},
+    )
+    raise web.HTTPFound("/account?done=1")
+
+
+@routes.post("/account/logout-everywhere", name="logout_everywhere")
+async def logout_everywhere(request: web.Request) -> web.StreamResponse:
+    user = await require_user(request)
+    await request.app[STORE].bump_session_version(user.id)
+    await request.app[BROKER].control(CloseSockets("logged out everywhere", user_id=user.id))
+    session = await get_session(request)
+    log.info(
+        "%s logged out everywhere",
+        user.username,
+        extra={"event": "logout_everywhere", "username": user.username},
+    )
+    session.pop(SESSION_ID, None)
+    session.invalidate()
+    raise web.HTTPFound("/login")

@@ -1,0 +1,121 @@
+"""Prometheus metrics, one registry per application (never the process-global default, so two
+apps in one process, as in the tests, never mix their numbers).
+
+Counters that the request handlers bump live here; what the hub knows (connections, rooms,
+queues) is read from it at scrape time, so the fan-out path pays nothing for being measured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from chat.hub import Hub
+
+QUEUE_DEPTH_BUCKETS = (0, 1, 4, 16, 64, 128, 256, 1024)
+
+
+class Metrics:
+    def __init__(self, hub: Hub) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.frames_in = Counter("chat_frames_in", "Text frames received from clients", registry=r)
+        self.messages_in = Counter(
+            "chat_messages_in", "Chat messages accepted from clients and stored", registry=r
+        )
+        self.rate_limited = Counter(
+            "chat_rate_limit_hits", "Actions refused by a rate limit", ["limit"], registry=r
+        )
+        self.history_resumes = Counter(
+            "chat_history_resumes", "Joins that resumed from a known seq (since)", registry=r
+        )
+        self.login_failures = Counter(
+            "chat_login_failures", "Failed logins (wrong name or password, banned)", registry=r
+        )
+        self.moderation = Counter(
+            "chat_moderation_actions", "Moderation actions taken", ["action"], registry=r
+        )
+        for limit in ("chat", "typing", "login", "register", "connections"):
+            self.rate_limited.labels(limit)
+        r.register(HubCollector(hub))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HubCollector(Collector):
+    """What the hub holds right now, and its running counters."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterable[Metric]:
+        hub = self.hub
+        conns = list(hub.connections.values())
+        yield GaugeMetricFamily(
+            "chat_open_connections", "Open WebSocket connections on this node", value=len(conns)
+        )
+        yield GaugeMetricFamily(
+            "chat_joined_rooms",
+            "Room subscriptions of the open connections (one per connection per room)",
+            value=sum(len(c.rooms) for c in conns),
+        )
+        yield GaugeMetricFamily(
+            "chat_active_rooms",
+            "Rooms with at least one connection here",
+            value=len(hub.room_names()),
+        )
+        stats = hub.stats
+        for name, doc, value in (
+            ("chat_messages_out", "Chat messages queued for clients (one per recipient)",
+             stats.messages_out),
+            ("chat_frames_out", "Frames queued for clients", stats.frames_out),
+            ("chat_frames_dropped", "Frames not sent because their socket was closing",
+             stats.frames_dropped),
+            ("chat_slow_consumer_closes", "Sockets closed with 1013: send queue full",
+             stats.slow_closes),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeHistogramMetricFamily(
+            "chat_send_queue_depth",
+            "Frames waiting in each connection's send queue, sampled at scrape time",
+            buckets=list(_buckets(c.queued for c in conns)),
+            gsum_value=sum(c.queued for c in conns),
+        )
+
+
+def _buckets(depths: Iterable[int]) -> Iterator[tuple[str, float]]:
+    values = sorted(depths)
+    i = 0
+    for bound in QUEUE_DEPTH_BUCKETS:
+        while i < len(values) and values[i] <= bound:
+            i += 1
+        yield str(bound), float(i)
+    yield "+Inf", float(len(values))
+
+
+def metrics_allowed(remote: str | None, authorization: str | None, token: str | None) -> bool:
+    """Loopback may always scrape; anyone else needs the configured bearer token."""
+    if token is not None and authorization is not None:
+        scheme, _, sent = authorization.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(sent.strip(), token):
+            return True
+    if remote is None:
+        return False
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
