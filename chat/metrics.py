@@ -11,7 +11,8 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -49,8 +50,10 @@ class Metrics:
             self.rate_limited.labels(limit)
         r.register(HubCollector(hub))
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The body and its content type; a scraper that asks for OpenMetrics gets it."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
 
 class HubCollector(Collector):

@@ -76,6 +76,12 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         return await _error_page(request, 500, "The error was logged. Please try again.")
 
 
+# Sent only over TLS: a browser that saw https here once never tries plain http again.
+HSTS = "max-age=31536000"
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from chat.keys import BROKER, METRICS, SETTINGS, STORE
 from chat.metrics import metrics_allowed
@@ -60,7 +59,7 @@ async def metrics(request: web.Request) -> web.Response:
     token = request.app[SETTINGS].metrics_token
     if not metrics_allowed(request.remote, request.headers.get("Authorization"), token):
         raise web.HTTPForbidden(text="Metrics are served to loopback or with the metrics token.")
-    body = request.app[METRICS].exposition()
+    body, content_type = request.app[METRICS].exposition(request.headers.get("Accept", ""))
     response = web.Response(body=body)
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    response.headers["Content-Type"] = content_type
     return response

@@ -18,19 +18,20 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("session_version", sa.Integer, nullable=False, server_default="0")
-        )
-        batch.add_column(sa.Column("banned", sa.Boolean, nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("rooms") as batch:
-        batch.add_column(
-            sa.Column("is_private", sa.Boolean, nullable=False, server_default=sa.false())
-        )
-    with op.batch_alter_table("messages") as batch:
-        batch.add_column(
-            sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false())
-        )
+    # Plain ADD COLUMN, never batch mode: on SQLite, batch mode copies the table and drops the
+    # old one, and with foreign keys on, dropping `users` cascades into every message.
+    op.add_column(
+        "users", sa.Column("session_version", sa.Integer, nullable=False, server_default="0")
+    )
+    op.add_column(
+        "users", sa.Column("banned", sa.Boolean, nullable=False, server_default=sa.false())
+    )
+    op.add_column(
+        "rooms", sa.Column("is_private", sa.Boolean, nullable=False, server_default=sa.false())
+    )
+    op.add_column(
+        "messages", sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false())
+    )
     op.create_table(
         "room_members",
         sa.Column(
@@ -68,10 +69,8 @@ def downgrade() -> None:
     op.drop_table("moderation_log")
     op.drop_index("ix_room_members_user", "room_members")
     op.drop_table("room_members")
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("deleted")
-    with op.batch_alter_table("rooms") as batch:
-        batch.drop_column("is_private")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("banned")
-        batch.drop_column("session_version")
+    # SQLite 3.35+ drops a column in place (no table copy, no cascade).
+    op.drop_column("messages", "deleted")
+    op.drop_column("rooms", "is_private")
+    op.drop_column("users", "banned")
+    op.drop_column("users", "session_version")
