@@ -12,13 +12,13 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
     GaugeMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from chat.hub import Hub

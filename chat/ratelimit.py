@@ -43,6 +43,13 @@ class TokenBuckets:
             self._prune(now)
         return 0.0
 
+    def forget(self, key: Hashable) -> None:
+        """Drop a key that will never be used again (a closed connection's)."""
+        self._buckets.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
     def _prune(self, now: float) -> None:
         # A bucket that has refilled is indistinguishable from no bucket: drop those.
         full = [k for k in self._buckets if self._tokens(k, now) >= self.burst]

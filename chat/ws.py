@@ -72,23 +72,53 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     hub.register(conn)
     writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{conn.id}")
     socket = SocketSession(request.app, conn)
-    log.info("connection %s opened by %s", conn.id, user.username)
+    log.info(
+        "connection %s opened by %s",
+        conn.id,
+        user.username,
+        extra={"event": "ws_open", "connection": conn.id, "username": user.username},
+    )
     try:
         await request.app[PRESENCE].changed()
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await socket.handle(msg.data)
+                await _let_writer_catch_up(conn, ws)
             elif msg.type is WSMsgType.BINARY:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
                 break
     finally:
         writer.cancel()
+        # The typing limiter is keyed by connection: a closed one's bucket is never needed again.
+        request.app[LIMITS].typing.forget(conn.id)
         # Synchronous, so it happens even if this handler is being torn down; the leave
         # announcements may await, so they run as a task the hub keeps until it finishes.
         left = hub.unregister(conn)
         hub.spawn(socket.announce_left(left))
-        log.info("connection %s of %s closed (%s)", conn.id, user.username, ws.close_code)
+        log.info(
+            "connection %s of %s closed (%s)",
+            conn.id,
+            user.username,
+            ws.close_code,
+            extra={
+                "event": "ws_close",
+                "connection": conn.id,
+                "username": user.username,
+                "code": ws.close_code,
+            },
+        )
     return ws
+
+
+async def _let_writer_catch_up(conn: Connection, ws: web.WebSocketResponse) -> None:
+    """Backpressure on a client's own input. Frames already buffered are read without ever
+    yielding to the writer, so a client that floods (and is answered `rate_limited` each time)
+    would overflow its own send queue and be closed with 1013. Reading pauses instead until
+    its writer has caught up; TCP then slows the flooder down, and others are not affected."""
+    pause = 0.0
+    while conn.queued > conn.queue_limit // 2 and not conn.closing and not ws.closed:
+        await asyncio.sleep(pause)
+        pause = 0.01
 
 
 class SocketSession:

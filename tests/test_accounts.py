@@ -14,7 +14,9 @@ from tests.helpers import PASSWORD, Client, join, login, post_form
 NEW_PASSWORD = "a brand new passphrase"
 
 
-async def change_password(client: Client, current: str, new: str, confirm: str | None = None) -> object:
+async def change_password(
+    client: Client, current: str, new: str, confirm: str | None = None
+) -> object:
     return await post_form(
         client,
         "/account/password",
@@ -42,7 +44,7 @@ async def test_password_change_ends_other_sessions_and_keeps_this_one(
         msg = await theirs.receive(timeout=5)
         assert msg.type is WSMsgType.CLOSE
         assert msg.data == aiohttp.WSCloseCode.POLICY_VIOLATION
-        assert "password changed" in msg.extra
+        assert msg.extra and "password changed" in msg.extra
         # This browser's socket stays open and usable.
         await join(mine, "general")
     # The other session is logged out on its next request and may not open a socket.
@@ -97,7 +99,9 @@ async def test_log_out_everywhere_ends_every_session_and_socket(
 async def test_an_old_cookie_replayed_after_log_out_everywhere_is_refused(
     bob: Client, anon: Client
 ) -> None:
-    stolen = {k: v.value for k, v in bob.session.cookie_jar.filter_cookies(bob.make_url("/")).items()}
+    stolen = {
+        k: v.value for k, v in bob.session.cookie_jar.filter_cookies(bob.make_url("/")).items()
+    }
     await post_form(bob, "/account/logout-everywhere", {}, page="/account")
     anon.session.cookie_jar.update_cookies(stolen, anon.make_url("/"))
     response = await anon.get("/", allow_redirects=False)

@@ -21,15 +21,17 @@ async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
     while msg.type is WSMsgType.TEXT:
         msg = await ws.receive(timeout=5)
     assert msg.type is WSMsgType.CLOSE
-    return msg.data, msg.extra
+    return msg.data, msg.extra or ""
 
 
 async def test_kick_closes_every_socket_of_the_user_with_the_reason(
     client: Client, bob: Client, app: web.Application
 ) -> None:
-    async with bob.ws_connect("/ws") as b1, bob.ws_connect("/ws") as b2, client.ws_connect(
-        "/ws"
-    ) as a:
+    async with (
+        bob.ws_connect("/ws") as b1,
+        bob.ws_connect("/ws") as b2,
+        client.ws_connect("/ws") as a,
+    ):
         await join(b1, "general")
         await join(b2, "general")
         await join(a, "general")
@@ -117,9 +119,7 @@ async def test_non_admins_cannot_delete_and_bad_deletes_are_errors(
     assert "mine" in history
 
 
-async def test_delete_from_the_admin_page_reaches_open_pages(
-    client: Client, bob: Client
-) -> None:
+async def test_delete_from_the_admin_page_reaches_open_pages(client: Client, bob: Client) -> None:
     async with bob.ws_connect("/ws") as b:
         await join(b, "general")
         sent = await chat(b, "general", "oops")

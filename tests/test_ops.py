@@ -59,9 +59,7 @@ def scrape(text: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("settings_env", [{"CHAT_RATE_PER_SECOND": "1", "CHAT_BURST": "2"}])
-async def test_metrics_count_what_happens(
-    client: Client, bob: Client, new_client: object
-) -> None:
+async def test_metrics_count_what_happens(client: Client, bob: Client, new_client: object) -> None:
     before = scrape(await (await client.get("/metrics")).text())
     assert before["chat_open_connections"] == 0
     async with client.ws_connect("/ws") as a, bob.ws_connect("/ws") as b:
@@ -101,11 +99,12 @@ def test_metrics_are_for_loopback_or_the_token() -> None:
     token = "s3cret-metrics-token"
     for remote in ("127.0.0.1", "127.8.9.1", "::1", "::ffff:127.0.0.1"):
         assert metrics_allowed(remote, None, None), remote
-    for remote in ("10.0.0.5", "192.168.1.2", "2001:db8::1", None, "not an ip"):
-        assert not metrics_allowed(remote, None, token), remote
-        assert not metrics_allowed(remote, "Bearer wrong", token), remote
-        assert not metrics_allowed(remote, f"Bearer {token}", None), remote
-        assert metrics_allowed(remote, f"Bearer {token}", token), remote
+    others: list[str | None] = ["10.0.0.5", "192.168.1.2", "2001:db8::1", None, "not an ip"]
+    for other in others:
+        assert not metrics_allowed(other, None, token), other
+        assert not metrics_allowed(other, "Bearer wrong", token), other
+        assert not metrics_allowed(other, f"Bearer {token}", None), other
+        assert metrics_allowed(other, f"Bearer {token}", token), other
 
 
 @pytest.mark.parametrize("settings_env", [{"METRICS_TOKEN": "s3cret-metrics-token"}])
@@ -116,7 +115,9 @@ async def test_metrics_with_a_token_still_answer_loopback_and_the_token(anon: Cl
 
 
 def test_json_log_lines_carry_the_event_fields() -> None:
-    record = logging.LogRecord("chat.moderation", logging.WARNING, __file__, 1, "ban: %s", ("bob",), None)
+    record = logging.LogRecord(
+        "chat.moderation", logging.WARNING, __file__, 1, "ban: %s", ("bob",), None
+    )
     record.event = "moderation"
     record.actor = "alice"
     line = JsonFormatter().format(record)

@@ -86,8 +86,11 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, ssl.SSLContext,
     }
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "chat", "serve"],
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "chat",
+            "serve",
             env=env,
             cwd=tmp_path,
             stdout=log_file,
@@ -98,7 +101,7 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, ssl.SSLContext,
     try:
         async with aiohttp.ClientSession() as probe:
             for _ in range(200):  # bounded: about 20 s at most
-                if proc.poll() is not None:
+                if proc.returncode is not None:
                     pytest.fail(f"server exited: {log_path.read_text()}")
                 try:
                     async with probe.get(f"{base}/healthz", ssl=client_ssl) as response:
@@ -110,12 +113,13 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, ssl.SSLContext,
                 pytest.fail("the TLS server did not come up")
         yield base, client_ssl, log_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 async def test_https_and_wss_with_a_generated_certificate(
