@@ -164,3 +164,35 @@ async def test_https_and_wss_with_a_generated_certificate(
     assert any(e.get("event") == "serving" and e.get("scheme") == "https" for e in lines)
     access = [e for e in lines if e.get("event") == "http"]
     assert any(e["path"] == "/register" and e["status"] == 302 for e in access)
+
+
+async def test_a_bad_certificate_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    cert, _ = make_certificate(tmp_path)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "CHAT_VAR_DIR": str(tmp_path / "var"),
+        "TLS_CERT": str(cert),
+        "TLS_KEY": str(garbage),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chat",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("chat: bad setting: TLS_CERT/TLS_KEY:")
