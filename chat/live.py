@@ -36,9 +36,10 @@ async def rooms_json(request: web.Request) -> web.Response:
     store = request.app[STORE]
     counts = await request.app[PRESENCE].room_counts()
     unread = await store.unread_counts(user)
+    # Only what this user may see: a private room is listed to its members (and admins).
     rooms = [
         {"name": r.name, "online": counts.get(r.name, 0), "unread": unread.get(r.name, 0)}
-        for r in await store.list_rooms()
+        for r in await store.list_rooms(user)
     ]
     return _json({"rooms": rooms})
 

@@ -44,6 +44,11 @@ async def test_private_room_is_invisible_and_closed_to_outsiders(
     assert response.status == 404
     assert "There is no room named" in await response.text()  # same as a room that is not there
     assert (await carol.get("/rooms/secret/members")).status == 404
+    # Nor does the live rooms list the page polls mention it.
+    listed = {r["name"] for r in (await (await carol.get("/rooms.json")).json())["rooms"]}
+    assert "secret" not in listed and "general" in listed
+    mine = {r["name"] for r in (await (await bob.get("/rooms.json")).json())["rooms"]}
+    assert "secret" in mine
     async with carol.ws_connect("/ws") as ws:
         await send(ws, type="join", room="secret", ref="j1")
         error = await receive_type(ws, "error")
