@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiohttp import WSMsgType, web
 
-from chat.keys import HUB, LIMITS, PRESENCE, STORE
+from chat.keys import HUB, LIMITS, METRICS, PRESENCE, STORE
 from tests.conftest import ClientFactory
 from tests.helpers import Client, create_room, join, receive, receive_type, send
 
@@ -106,6 +106,9 @@ async def test_flood_from_one_client_loses_nothing_of_the_others(
     assert 20 <= len(accepted) < 200
     stored, _, _ = await app[STORE].history("general", None)
     assert [m.seq for m in stored] == [c["seq"] for c in chats]
+    # The operator sees it too: every refusal is counted.
+    hits = app[METRICS].registry.get_sample_value("chat_rate_limit_hits_total", {"limit": "chat"})
+    assert hits == len(errors)
 
 
 @pytest.mark.parametrize("settings_env", [{"REGISTRATIONS_PER_HOUR": "100"}])
@@ -252,6 +255,10 @@ async def test_slow_reader_is_closed_1013_and_others_latency_stays_flat(
             if msg.type is WSMsgType.CLOSE:
                 assert msg.data == aiohttp.WSCloseCode.TRY_AGAIN_LATER
         drain.cancel()
+    # Counted for the operator: one slow-consumer close, and the frames it never got.
+    assert hub.stats.slow_closes == 1 and hub.stats.frames_dropped > 0
+    body, _ = app[METRICS].exposition()
+    assert b"chat_slow_consumer_closes_total 1.0" in body
     base = statistics.median(baseline)
     mid = statistics.median(during)
     end = statistics.median(after)
