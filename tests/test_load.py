@@ -73,6 +73,7 @@ async def test_flood_from_one_client_loses_nothing_of_the_others(
                 await send(sockets[i], type="chat", room="general", text=f"h{i} {n}")
                 await asyncio.sleep(0.02)
 
+        started = time.monotonic()
         await asyncio.gather(flood(), *(talk(i) for i in range(3)))
         total_honest = 3 * honest_count
         async with asyncio.timeout(20):
@@ -82,6 +83,7 @@ async def test_flood_from_one_client_loses_nothing_of_the_others(
                 or len([x for x in flood_frames if x["type"] in {"chat", "error"}]) < flood_count
             ):
                 await asyncio.sleep(0.05)
+        flood_seconds = time.monotonic() - started
         # The flooder is still connected: after waiting its turn, it may talk again.
         assert not f.closed
         errors = [x for x in flood_frames if x["type"] == "error"]
@@ -103,7 +105,7 @@ async def test_flood_from_one_client_loses_nothing_of_the_others(
     accepted = [c for c in chats if c["user"] == "flooder" and c["text"] != "calm now"]
     assert len(accepted) + len(errors) == flood_count
     # The burst plus what trickled in at 10/s while the flood lasted; far below the flood.
-    assert 20 <= len(accepted) < 200
+    assert 20 <= len(accepted) <= 20 + 10 * flood_seconds + 1
     stored, _, _ = await app[STORE].history("general", None)
     assert [m.seq for m in stored] == [c["seq"] for c in chats]
     # The operator sees it too: every refusal is counted.
