@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import socket
 import ssl
 import sys
 import warnings
@@ -21,6 +22,7 @@ from chat.errors import ChatError
 from chat.logs import AccessLogger
 from chat.passwords import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher
 from chat.settings import Settings, SettingsError
+from chat.workers import MAX_WORKERS, Supervisor, listen
 
 log = logging.getLogger("chat")
 
@@ -58,37 +60,69 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None = None) -> int:
-    if workers != 1:
-        print("chat: --workers > 1 needs Redis fan-out, which is not built yet", file=sys.stderr)
+    if not 1 <= workers <= MAX_WORKERS:
+        print(f"chat: --workers: expected 1 to {MAX_WORKERS}, got {workers}", file=sys.stderr)
         return 2
+    if workers == 1:
+        _log_serving(settings, settings.port, 1)
+        _run_app(settings, None, ssl_context)
+        return 0
+    if settings.redis_url is None:
+        print(
+            f"chat: --workers {workers} needs REDIS_URL: the processes share messages and "
+            "presence through Redis (e.g. REDIS_URL=redis://127.0.0.1:6379/0)",
+            file=sys.stderr,
+        )
+        return 2
+    # Migrate once here, before forking, so the workers do not race each other to do it.
+    asyncio.run(_migrate(settings, quiet=True))
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as exc:
+        print(f"chat: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    _log_serving(settings, sock.getsockname()[1], workers)
+    return Supervisor(
+        settings, workers, lambda s, child_sock: _run_app(s, child_sock, ssl_context)
+    ).run(sock)
+
+
+def _log_serving(settings: Settings, port: int, workers: int) -> None:
     log.info(
-        "serving on %s://%s:%d",
+        "serving on %s://%s:%d%s",
         settings.scheme,
         _host_for_url(settings.host),
-        settings.port,
-        extra={"event": "serving", "scheme": settings.scheme, "port": settings.port},
+        port,
+        f" with {workers} workers" if workers > 1 else "",
+        extra={"event": "serving", "scheme": settings.scheme, "port": port, "workers": workers},
     )
+
+
+def _run_app(
+    settings: Settings, sock: socket.socket | None, ssl_context: ssl.SSLContext | None
+) -> None:
     web.run_app(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        host=None if sock else settings.host,
+        port=None if sock else settings.port,
+        sock=sock,
         ssl_context=ssl_context,
         shutdown_timeout=settings.shutdown_timeout,
         print=None,
         access_log=logging.getLogger("chat.access"),
         access_log_class=AccessLogger,
     )
-    return 0
 
 
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def _migrate(settings: Settings) -> int:
+async def _migrate(settings: Settings, *, quiet: bool = False) -> int:
     store = await Store.open(settings.database_url, history_limit=settings.history_limit)
     await store.close()
-    print("chat: database is at the latest schema")
+    if not quiet:
+        print("chat: database is at the latest schema")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp_jinja2
 import aiohttp_session
@@ -113,7 +114,29 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         app[PRESENCE] = LocalPresence(hub, settings.node_id)
         yield
         return
-    raise RuntimeError("REDIS_URL is set, but Redis fan-out is not built yet (issue #4)")
+    # Imported here: redis-py is only needed by deployments that set REDIS_URL.
+    from chat.broker_redis import RedisBroker, redis_client
+    from chat.presence_redis import RedisPresence
+
+    redis = redis_client(settings)
+    broker = RedisBroker(hub, app[STORE], settings, redis)
+    presence = RedisPresence(hub, settings, redis, broker.origin)
+    # Neither waits for Redis: a node starts (and serves its own users) while Redis is down.
+    await broker.start()
+    await presence.start()
+    app[BROKER] = broker
+    app[PRESENCE] = presence
+    log.info(
+        "fan-out and presence on redis %s as node %s",
+        _redacted_redis(settings.redis_url),
+        settings.node_id,
+    )
+    try:
+        yield
+    finally:
+        await presence.stop()
+        await broker.stop()
+        await redis.aclose()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -121,6 +144,13 @@ async def _close_sockets(app: web.Application) -> None:
     if len(hub):
         log.info("closing %d sockets for shutdown", len(hub))
     await hub.close_all(WSCloseCode.GOING_AWAY, "server shutting down")
+
+
+def _redacted_redis(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(parts.password, "***")))
 
 
 def _redacted(url: str) -> str:

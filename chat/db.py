@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -123,6 +124,8 @@ moderation_log = Table(
 Index("ix_moderation_log_ts", moderation_log.c.ts)
 
 DEFAULT_ROOMS = ("general",)
+# pg_advisory_xact_lock key serialising start-up migrations across nodes (any fixed 64-bit int).
+MIGRATION_LOCK_KEY = 0x63686174_6D696772  # "chatmigr"
 
 
 def now_ms() -> int:
@@ -180,6 +183,11 @@ class Store:
         from chat.migrate import upgrade_to_head
 
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Nodes starting together take turns; the lock goes with the transaction.
+                await conn.execute(
+                    sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             await conn.run_sync(upgrade_to_head)
 
     @asynccontextmanager

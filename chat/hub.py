@@ -54,6 +54,9 @@ class Connection:
     rooms: set[str] = field(default_factory=set)
     # Rooms being joined: live frames held back until the history has been sent.
     joining: dict[str, list[tuple[int | None, str]]] = field(default_factory=dict)
+    # Per room, the highest seq this socket has been given: with several nodes a message can
+    # reach the hub after the joiner's history already held it, and must not arrive twice.
+    seen: dict[str, int] = field(default_factory=dict)
     closing: bool = False
     _queue: deque[str] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -96,6 +99,10 @@ class Connection:
                 return
             held.append((seq, payload))
             return
+        if seq is not None:
+            if seq <= self.seen.get(room, 0):
+                return
+            self.seen[room] = seq
         self.send(payload)
 
     async def run_writer(self) -> None:
@@ -191,15 +198,19 @@ class Hub:
             return
         conn.rooms.add(room)
         conn.send(history)
+        conn.seen[room] = last_seq
         for seq, payload in held:
-            if seq is None or seq > last_seq:
+            if seq is None or seq > conn.seen[room]:
                 conn.send(payload)
+                if seq is not None:
+                    conn.seen[room] = seq
 
     def leave(self, conn: Connection, room: str) -> bool:
         """Take a connection out of a room; False if it was not in it."""
         was_in = room in conn.rooms or room in conn.joining
         conn.rooms.discard(room)
         conn.joining.pop(room, None)
+        conn.seen.pop(room, None)
         self._discard(room, conn)
         return was_in
 
@@ -221,6 +232,9 @@ class Hub:
         if seq is not None:  # a chat message (only those carry a seq)
             self.stats.messages_out += len(members)
         return len(members)
+
+    def has_members(self, room: str) -> bool:
+        return room in self._rooms
 
     def members(self, room: str) -> set[Connection]:
         return set(self._rooms.get(room, ()))

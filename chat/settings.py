@@ -7,7 +7,9 @@ expected; `python -m chat` prints that line and exits, so a typo never starts a 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import re
 import secrets
 import socket
 from collections.abc import Callable, Mapping
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import TypeVar
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NODE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+REDIS_PREFIX_RE = re.compile(r"[A-Za-z0-9:_-]{1,64}")
 
 T = TypeVar("T")
 
@@ -61,6 +65,14 @@ class Settings:
     # /metrics is open to loopback; anyone else needs "Authorization: Bearer <token>".
     metrics_token: str | None = field(default=None, repr=False)
     ready_timeout: float = 2.0
+    # Several nodes (REDIS_URL set): key/channel prefix, presence lease, reconnect and gap waits.
+    redis_prefix: str = "chat"
+    presence_ttl_seconds: float = 10.0
+    presence_heartbeat_seconds: float = 3.0
+    redis_backoff_max_seconds: float = 5.0
+    redis_timeout_seconds: float = 1.0
+    fanout_gap_seconds: float = 0.5
+    publish_queue_size: int = 10000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +92,13 @@ class Settings:
         redis_url = env.get("REDIS_URL") or None
         if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL: expected a redis://, rediss:// or unix:// URL")
+        # The drivers of the optional engines are extras: say which, instead of an ImportError.
+        if redis_url is not None and importlib.util.find_spec("redis") is None:
+            raise SettingsError("REDIS_URL: needs the redis package (pip install 'chat[redis]')")
+        if database_url.startswith("postgresql") and importlib.util.find_spec("asyncpg") is None:
+            raise SettingsError(
+                "DATABASE_URL: needs the asyncpg package (pip install 'chat[postgres]')"
+            )
         raw_secret = env.get("SECRET_KEY")
         secret = _secret_from(raw_secret) if raw_secret else _load_or_create_secret(var_dir)
         origins = frozenset(
@@ -91,6 +110,27 @@ class Settings:
                     "ALLOWED_ORIGINS: expected comma-separated http(s)://host[:port], "
                     f"got {origin!r}"
                 )
+        node_id = reader.get("NODE_ID", str, socket.gethostname())
+        if not NODE_ID_RE.fullmatch(node_id):
+            raise SettingsError(
+                f"NODE_ID: expected 1 to 64 letters, digits, '.', '_' or '-', got {node_id!r}"
+            )
+        redis_prefix = reader.get("REDIS_PREFIX", str, d.redis_prefix)
+        if not REDIS_PREFIX_RE.fullmatch(redis_prefix):
+            raise SettingsError(
+                "REDIS_PREFIX: expected 1 to 64 letters, digits, ':', '_' or '-', "
+                f"got {redis_prefix!r}"
+            )
+        ttl = reader.number("PRESENCE_TTL_SECONDS", float, d.presence_ttl_seconds, low=1.0)
+        beat = reader.number(
+            "PRESENCE_HEARTBEAT_SECONDS", float, d.presence_heartbeat_seconds, low=0.1
+        )
+        if beat * 2 > ttl:
+            # One missed heartbeat must not make a live node's users vanish.
+            raise SettingsError(
+                "PRESENCE_HEARTBEAT_SECONDS: expected at most half of PRESENCE_TTL_SECONDS "
+                f"({ttl:g}), got {beat:g}"
+            )
         log_level = reader.get("LOG_LEVEL", str, "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR")
@@ -147,13 +187,28 @@ class Settings:
                 "PASSWORD_MEMORY_KIB", int, d.password_memory_kib, low=1024
             ),
             shutdown_timeout=reader.number("SHUTDOWN_TIMEOUT", float, d.shutdown_timeout, low=0.1),
-            node_id=reader.get("NODE_ID", str, socket.gethostname()),
+            node_id=node_id,
             log_level=log_level,
             log_format=log_format,
             tls_cert=tls_cert,
             tls_key=tls_key,
             metrics_token=metrics_token,
             ready_timeout=reader.number("READY_TIMEOUT", float, d.ready_timeout, low=0.1),
+            redis_prefix=redis_prefix,
+            presence_ttl_seconds=ttl,
+            presence_heartbeat_seconds=beat,
+            redis_backoff_max_seconds=reader.number(
+                "REDIS_BACKOFF_MAX_SECONDS", float, d.redis_backoff_max_seconds, low=0.1, high=300
+            ),
+            redis_timeout_seconds=reader.number(
+                "REDIS_TIMEOUT_SECONDS", float, d.redis_timeout_seconds, low=0.05, high=60
+            ),
+            fanout_gap_seconds=reader.number(
+                "FANOUT_GAP_SECONDS", float, d.fanout_gap_seconds, low=0.01, high=60
+            ),
+            publish_queue_size=reader.number(
+                "PUBLISH_QUEUE_SIZE", int, d.publish_queue_size, low=1, high=1_000_000
+            ),
         )
 
     @property

@@ -193,11 +193,12 @@ class SocketSession:
         self.hub.finish_join(
             conn, room, protocol.history_frame(room, messages, complete=complete), last_seq
         )
+        # Published before the joiner hears it is in: by then every node's lists include it.
+        await self.presence.changed()
         users = await self.presence.room_users(room)
         # Read markers ride along so a (re)joining page can draw "seen by N" without a gap.
         read = await self.store.read_markers(room)
         conn.send(protocol.presence_frame(room, users, read))
-        await self.presence.changed()
 
     async def leave(self, frame: Leave) -> None:
         if not self.hub.leave(self.conn, frame.room):

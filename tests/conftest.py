@@ -17,6 +17,9 @@ from chat.app import create_app
 from chat.settings import Settings
 from tests.helpers import register
 
+# The real redis-server and PostgreSQL fixtures (redis_url, pg_url, ...).
+pytest_plugins = ["tests.servers"]
+
 REQUIRE_ALL = os.environ.get("CHAT_TEST_REQUIRE_ALL") == "1"
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]

@@ -1,0 +1,184 @@
+"""Per-room ordering on one node: every chat message reaches this node's hub once, in seq order.
+
+With several nodes, frames arrive from Redis in the order the nodes published them, not the order
+the database committed them, and a Redis outage loses some outright. Each message carries its
+room's `seq`, and the database is the truth, so this node keeps, per room, the last seq it handed
+to its hub:
+
+- the next seq is delivered at once, along with any later ones it was holding;
+- a seq at or below the last one is a duplicate and dropped;
+- a seq further ahead is held; if the gap is still open after `gap_wait` seconds, the missing
+  messages are read from the database (a committed seq implies every lower one is committed,
+  because the room's row lock serialises the writers).
+
+After Redis comes back, `catch_up` compares every room's `last_seq` in the database with what this
+node delivered and reads the difference, so nothing committed during the outage is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from chat import protocol
+from chat.db import Store
+from chat.errors import NoSuchRoom
+from chat.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class Sequencer:
+    def __init__(self, hub: Hub, store: Store, *, gap_wait: float, hold_limit: int) -> None:
+        self.hub = hub
+        self.store = store
+        self.gap_wait = gap_wait
+        # Beyond this many held frames in one room, read the database now instead of waiting.
+        self.hold_limit = hold_limit
+        self.last: dict[str, int] = {}
+        self._held: dict[str, dict[int, str]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._filling: set[str] = set()
+        self._fill_again: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start from where every room stands now; older messages are the joiners' history."""
+        for room in await self.store.list_rooms():
+            self.last[room.name] = room.last_seq
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    def offer(self, room: str, payload: str, seq: int | None) -> None:
+        """A frame for the room, from this node or from Redis; never awaits."""
+        if seq is None:
+            # Typing, join/leave, receipts: ephemeral, no order to keep.
+            self.hub.deliver(room, payload, None)
+            return
+        # A room this node has not seen since start was created after it, so it counted from 0.
+        last = self.last.setdefault(room, 0)
+        if seq <= last:
+            return
+        if not self.hub.has_members(room):
+            # Nobody here to wait for: a later joiner reads its history from the database, which
+            # holds this message and every one before it.
+            self.last[room] = seq
+            self._held.pop(room, None)
+            return
+        if seq == last + 1 and room not in self._filling:
+            self._deliver(room, seq, payload)
+            self._drain(room)
+            return
+        held = self._held.setdefault(room, {})
+        held[seq] = payload
+        if len(held) >= self.hold_limit:
+            self._fill_soon(room)
+        else:
+            self._arm(room)
+
+    async def catch_up(self) -> int:
+        """Read from the database whatever this node's rooms missed; return how many rooms."""
+        behind = 0
+        for room in await self.store.list_rooms():
+            if room.last_seq <= self.last.get(room.name, 0):
+                continue
+            behind += 1
+            if not self.hub.has_members(room.name):
+                # Nobody here to tell; a later joiner reads its history from the database.
+                self.last[room.name] = room.last_seq
+                self._held.pop(room.name, None)
+                continue
+            await self._fill(room.name)
+        return behind
+
+    def _deliver(self, room: str, seq: int, payload: str) -> None:
+        self.last[room] = seq
+        self.hub.deliver(room, payload, seq)
+
+    def _drain(self, room: str) -> None:
+        held = self._held.get(room)
+        if held is None:
+            return
+        last = self.last[room]
+        while (payload := held.pop(last + 1, None)) is not None:
+            last += 1
+            self._deliver(room, last, payload)
+        for seq in [s for s in held if s <= last]:
+            del held[seq]
+        if not held:
+            del self._held[room]
+            timer = self._timers.pop(room, None)
+            if timer is not None:
+                timer.cancel()
+
+    def _arm(self, room: str) -> None:
+        if room in self._timers or room in self._filling:
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[room] = loop.call_later(self.gap_wait, self._fill_soon, room)
+
+    def _fill_soon(self, room: str) -> None:
+        timer = self._timers.pop(room, None)
+        if timer is not None:
+            timer.cancel()
+        self._spawn(self._fill(room))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reading missed messages failed", exc_info=task.exception())
+
+    async def _fill(self, room: str) -> None:
+        """Deliver, from the database, what the room is missing after our last seq."""
+        if room in self._filling:
+            # The read in flight may predate what we now know is missing: read once more after.
+            self._fill_again.add(room)
+            return
+        self._filling.add(room)
+        try:
+            while True:
+                self._fill_again.discard(room)
+                await self._fill_once(room)
+                if room not in self._fill_again:
+                    break
+        finally:
+            self._filling.discard(room)
+        if self._held.get(room):
+            self._arm(room)
+
+    async def _fill_once(self, room: str) -> None:
+        after = self.last.get(room, 0)
+        try:
+            messages, _complete, db_last = await self.store.history(room, after)
+        except NoSuchRoom:
+            self.last.pop(room, None)
+            self._held.pop(room, None)
+            return
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not read missed messages of %r: %s", room, exc)
+            return
+        for message in messages:
+            if message.seq > self.last.get(room, 0):
+                self._deliver(room, message.seq, protocol.chat_frame(message))
+        # Below the database's last seq, what it no longer has (trimmed, deleted) is gone for good;
+        # clients see the gap and re-join with `since`, which tells them the history is incomplete.
+        self.last[room] = max(self.last.get(room, 0), db_last)
+        if messages or db_last > after:
+            log.info("room %r: read %d missed messages from the database", room, len(messages))
+        self._drain(room)

@@ -1,0 +1,153 @@
+"""One node's per-room ordering: frames from Redis reach the hub once, in seq order, and what
+Redis lost is read from the database (a real SQLite store)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+from chat import protocol
+from chat.db import Store
+from chat.hub import Connection, Hub
+from chat.models import User
+from chat.sequencer import Sequencer
+
+
+class RecordingHub(Hub):
+    """A hub with a member in every room that writes down what it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[tuple[str, int | None, str]] = []
+
+    def has_members(self, room: str) -> bool:
+        return True
+
+    def deliver(self, room: str, payload: str, seq: int | None = None) -> int:
+        self.delivered.append((room, seq, payload))
+        return super().deliver(room, payload, seq)
+
+    def seqs(self) -> list[int | None]:
+        return [seq for _, seq, _ in self.delivered]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}", history_limit=3)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def alice(store: Store) -> User:
+    return await store.create_user("alice", "not-a-real-hash")
+
+
+async def sequencer(hub: Hub, store: Store) -> AsyncIterator[Sequencer]:
+    seq = Sequencer(hub, store, gap_wait=0.05, hold_limit=100)
+    await seq.start()
+    try:
+        yield seq
+    finally:
+        await seq.stop()
+
+
+@pytest.fixture
+def hub() -> RecordingHub:
+    return RecordingHub()
+
+
+@pytest.fixture
+async def seqr(hub: RecordingHub, store: Store) -> AsyncIterator[Sequencer]:
+    async for s in sequencer(hub, store):
+        yield s
+
+
+async def until(hub: RecordingHub, count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(hub.delivered) < count:
+            await asyncio.sleep(0.01)
+
+
+def frame(seq: int) -> str:
+    return orjson.dumps({"type": "chat", "room": "general", "seq": seq}).decode()
+
+
+async def test_early_frames_wait_for_their_turn_and_duplicates_are_dropped(
+    hub: RecordingHub, seqr: Sequencer
+) -> None:
+    seqr.offer("general", frame(2), 2)
+    seqr.offer("general", frame(3), 3)
+    assert hub.seqs() == []
+    seqr.offer("general", frame(1), 1)
+    seqr.offer("general", frame(2), 2)  # twice: once from this node, once from Redis
+    seqr.offer("general", "typing", None)  # no seq, no order to keep
+    assert hub.seqs() == [1, 2, 3, None]
+
+
+async def test_a_gap_nobody_fills_is_read_from_the_database(
+    hub: RecordingHub, seqr: Sequencer, store: Store, alice: User
+) -> None:
+    for i in range(3):
+        await store.append_message("general", alice, f"m{i}", None)
+    seqr.offer("general", frame(3), 3)  # 1 and 2 were lost on the way
+    await until(hub, 3)
+    assert hub.seqs() == [1, 2, 3]
+    seqr.offer("general", frame(2), 2)  # arriving late after all: already delivered
+    assert hub.seqs() == [1, 2, 3]
+
+
+async def test_what_is_no_longer_kept_is_skipped_not_waited_for(
+    hub: RecordingHub, seqr: Sequencer, store: Store, alice: User
+) -> None:
+    for i in range(6):  # history_limit=3: 1..3 are trimmed
+        await store.append_message("general", alice, f"m{i}", None)
+    seqr.offer("general", frame(6), 6)
+    await until(hub, 3)
+    assert hub.seqs() == [4, 5, 6]
+    seqr.offer("general", frame(7), 7)
+    assert hub.seqs() == [4, 5, 6, 7]
+
+
+async def test_catch_up_delivers_what_was_committed_while_redis_was_away(
+    hub: RecordingHub, seqr: Sequencer, store: Store, alice: User
+) -> None:
+    seqr.offer("general", frame(1), 1)
+    for i in range(3):
+        stored, _ = await store.append_message("general", alice, f"m{i}", None)
+    assert stored.seq == 3
+    assert await seqr.catch_up() == 1
+    assert hub.seqs() == [1, 2, 3]
+    # Read from the database, the frame is the one the sender's node would have published.
+    assert hub.delivered[-1] == ("general", 3, protocol.chat_frame(stored))
+    assert await seqr.catch_up() == 0  # nothing new: nothing read, nothing twice
+    assert hub.seqs() == [1, 2, 3]
+
+
+async def test_rooms_without_members_here_are_not_waited_for(store: Store) -> None:
+    hub = Hub()  # nobody connected
+    async for seqr in sequencer(hub, store):
+        seqr.offer("general", frame(5), 5)
+        assert seqr.last["general"] == 5
+
+
+async def test_a_joiner_is_not_given_twice_what_its_history_already_held() -> None:
+    hub = Hub()
+    user = User(id=1, username="alice", is_admin=False, password_hash="", created_at=0)
+    conn = Connection(web.WebSocketResponse(), user, "session", queue_limit=10)
+    hub.register(conn)
+    hub.begin_join(conn, "general")
+    hub.deliver("general", "chat 5", 5)  # held while the history is read
+    hub.finish_join(conn, "general", "history up to 6", last_seq=6)
+    assert conn.queued == 1  # the history; 5 was in it
+    # 6 reaches this node only now (another node published it late): the joiner has it already.
+    hub.deliver("general", "chat 6", 6)
+    hub.deliver("general", "chat 7", 7)
+    assert conn.queued == 2

@@ -1,0 +1,119 @@
+"""The store's behaviour, the same on SQLite and on PostgreSQL; concurrent writers on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from chat.db import Store, messages, rooms
+from chat.errors import NameTaken, NoSuchRoom
+from chat.models import User
+
+LIMIT = 5
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    store = await Store.open(url, history_limit=LIMIT)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def make_user(store: Store, name: str) -> User:
+    return await store.create_user(name, "not-a-real-hash")
+
+
+async def test_default_room_exists_and_the_first_account_is_the_admin(store: Store) -> None:
+    assert [r.name for r in await store.list_rooms()] == ["general"]
+    first, second = await make_user(store, "alice"), await make_user(store, "bob")
+    assert first.is_admin and not second.is_admin
+    with pytest.raises(NameTaken):
+        await make_user(store, "alice")
+
+
+async def test_each_message_takes_the_next_seq_and_the_room_keeps_the_last_n(store: Store) -> None:
+    alice = await make_user(store, "alice")
+    seqs = [(await store.append_message("general", alice, f"m{i}", None))[0].seq for i in range(8)]
+    assert seqs == list(range(1, 9))
+    kept, complete, last = await store.history("general", None)
+    assert [m.text for m in kept] == ["m3", "m4", "m5", "m6", "m7"]
+    assert last == 8 and not complete  # seq 1..3 were trimmed away
+    async with store.engine.connect() as conn:
+        stored = (await conn.execute(select(messages.c.seq).order_by(messages.c.seq))).scalars()
+        assert list(stored) == [4, 5, 6, 7, 8]
+
+
+async def test_since_returns_exactly_what_was_missed_and_says_when_it_cannot(store: Store) -> None:
+    alice = await make_user(store, "alice")
+    for i in range(7):
+        await store.append_message("general", alice, f"m{i}", None)
+    missed, complete, last = await store.history("general", 5)
+    assert [m.seq for m in missed] == [6, 7] and complete and last == 7
+    nothing, complete, _ = await store.history("general", 7)
+    assert nothing == [] and complete
+    too_old, complete, _ = await store.history("general", 1)
+    assert [m.seq for m in too_old] == [3, 4, 5, 6, 7] and not complete
+    with pytest.raises(NoSuchRoom):
+        await store.history("nowhere", None)
+
+
+async def test_a_resend_with_the_same_client_id_is_stored_once(store: Store) -> None:
+    alice, bob = await make_user(store, "alice"), await make_user(store, "bob")
+    first, is_new = await store.append_message("general", alice, "hello", "c-1")
+    again, is_new_again = await store.append_message("general", alice, "hello", "c-1")
+    assert is_new and not is_new_again and again == first
+    # Another user may happen to pick the same client_id.
+    other, other_new = await store.append_message("general", bob, "hi", "c-1")
+    assert other_new and other.seq == first.seq + 1
+
+
+async def test_read_markers_only_move_forward_and_count_unread(store: Store) -> None:
+    alice, bob = await make_user(store, "alice"), await make_user(store, "bob")
+    for i in range(4):
+        await store.append_message("general", alice, f"m{i}", None)
+    assert await store.mark_read("general", bob, 2) == 2
+    assert await store.mark_read("general", bob, 1) == 2  # never back
+    assert await store.mark_read("general", bob, 99) == 4  # never past the end
+    await store.mark_read("general", alice, 3)
+    assert await store.read_markers("general") == {"bob": 4, "alice": 3}
+    await store.append_message("general", alice, "one more", None)
+    assert await store.unread_counts(bob) == {"general": 1}
+
+
+async def test_concurrent_writers_on_postgresql_get_gap_free_unique_seqs(pg_url: str) -> None:
+    """Four stores, each with its own connection pool (as four nodes would have), write to one
+    room at the same moment: every seq from 1 to N is taken exactly once."""
+    writers, each = 4, 25
+    # Nodes starting together: the migrations take turns behind the advisory lock.
+    stores = await asyncio.gather(*(Store.open(pg_url, history_limit=1000) for _ in range(writers)))
+    try:
+        users = [await make_user(stores[0], f"writer{i}") for i in range(writers)]
+
+        async def write(store: Store, user: User) -> list[int]:
+            return [
+                (await store.append_message("general", user, f"{user.username} {i}", None))[0].seq
+                for i in range(each)
+            ]
+
+        results = await asyncio.gather(*(write(s, u) for s, u in zip(stores, users, strict=True)))
+        got = sorted(seq for seqs in results for seq in seqs)
+        assert got == list(range(1, writers * each + 1))
+        for seqs in results:
+            assert seqs == sorted(seqs)  # each writer's own messages keep their order
+        async with stores[0].engine.connect() as conn:
+            stored = list((await conn.execute(select(messages.c.seq))).scalars())
+            last_seq = (await conn.execute(select(rooms.c.last_seq))).scalar_one()
+        assert sorted(stored) == got and last_seq == writers * each
+    finally:
+        for store in stores:
+            await store.close()
