@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import secrets
 from collections import deque
-from dataclasses import dataclass
 
 import orjson
 from redis.asyncio import Redis
@@ -85,7 +85,7 @@ class Backoff:
         return True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Envelope:
     """What travels on the channel: one room frame, one control event, or a resync request."""
 
@@ -108,23 +108,15 @@ class Envelope:
 
 
 def control_envelope(origin: str, event: CloseSockets) -> Envelope:
-    body = {
-        "reason": event.reason,
-        "user_id": event.user_id,
-        "session_id": event.session_id,
-        "code": event.code,
-    }
-    return Envelope("c", origin, payload=orjson.dumps(body).decode())
+    # Every field, so a field added to CloseSockets travels without a change here.
+    return Envelope("c", origin, payload=orjson.dumps(dataclasses.asdict(event)).decode())
 
 
 def control_event(envelope: Envelope) -> CloseSockets:
     body = orjson.loads(envelope.payload)
-    return CloseSockets(
-        reason=str(body["reason"]),
-        user_id=body["user_id"],
-        session_id=body["session_id"],
-        code=int(body["code"]),
-    )
+    if not isinstance(body, dict):
+        raise ValueError("a control event is a JSON object")
+    return CloseSockets(**body)
 
 
 class RedisBroker:
@@ -166,6 +158,10 @@ class RedisBroker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.sequencer.stop()
+
+    async def ping(self) -> None:
+        """For /readyz: Redis answers (fan-out to other nodes works)."""
+        await self.redis.ping()
 
     # --- the Broker protocol ---
 
