@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from chat.broker_redis import RedisBroker, redis_client
+from chat.broker import CloseSockets
+from chat.broker_redis import (
+    Envelope,
+    RedisBroker,
+    control_envelope,
+    control_event,
+    redis_client,
+)
 from chat.db import Store
 from chat.hub import Hub
 from chat.models import User
@@ -96,6 +103,15 @@ async def test_a_frozen_redis_is_noticed_and_what_it_missed_arrives_once(
     finally:
         await stop_broker(a)
         await stop_broker(b)
+
+
+def test_control_events_cross_nodes_with_every_field() -> None:
+    event = CloseSockets(
+        "removed from the room", user_id=7, room="secret", keep_session_id="s1", code=1000
+    )
+    assert control_event(control_envelope("node-a.1", event)) == event
+    with pytest.raises(TypeError):  # from a newer node with a field this one lacks: refused
+        control_event(Envelope("c", "x", payload='{"reason": "r", "colour": "red"}'))
 
 
 async def publish(broker: RedisBroker, store: Store, user: User, text: str) -> None:

@@ -133,6 +133,8 @@ async def test_a_redis_restart_loses_nothing_and_doubles_nothing(
             return all("redis lost (subscriber)" in node.log for node in (a, b))
 
         await wait_for(both_noticed, 10.0, "both nodes log the loss of Redis")
+        async with alice.session.get(f"{a.url}/readyz") as ready:  # fan-out is down
+            assert ready.status == 503 and (await ready.json())["checks"]["database"] == "ok"
         # Both keep chatting; each message is committed and acked by its own node.
         for i in range(4):
             await send(wa, type="chat", room="general", text=f"alice during {i}")
@@ -141,6 +143,8 @@ async def test_a_redis_restart_loses_nothing_and_doubles_nothing(
             await send(wb, type="chat", room="general", text=f"bob during {i}")
         redis_server.start()
         await cluster.wait_subscribers(2)
+        async with alice.session.get(f"{a.url}/readyz") as ready:
+            assert ready.status == 200
         await send(wa, type="chat", room="general", text="after")
 
         got_a = await chats_until(wa, 9)
