@@ -216,6 +216,15 @@ class Settings:
         return "https" if self.tls_cert is not None else "http"
 
 
+def _kind(convert: Callable[[str], object]) -> str:
+    """How a value's type reads in an error message."""
+    if convert is int:
+        return "an integer"
+    if convert is float:
+        return "a number"
+    return getattr(convert, "__name__", "a value")
+
+
 class _Reader:
     """Typed access to the environment with one-line errors."""
 
@@ -229,7 +238,7 @@ class _Reader:
         try:
             return convert(raw)
         except ValueError:
-            raise SettingsError(f"{name}: expected {convert.__name__}, got {raw!r}") from None
+            raise SettingsError(f"{name}: expected {_kind(convert)}, got {raw!r}") from None
 
     def number(
         self,
@@ -251,7 +260,7 @@ class _Reader:
                 )
                 if part
             )
-            raise SettingsError(f"{name}: expected a {convert.__name__} {bounds}, got {value!r}")
+            raise SettingsError(f"{name}: expected {_kind(convert)} {bounds}, got {value!r}")
         return value
 
     def flag(self, name: str, default: bool) -> bool:

@@ -136,7 +136,7 @@ def test_json_log_lines_carry_the_event_fields() -> None:
         ({"TLS_KEY": "/etc/hostname"}, "TLS_CERT: expected a file path"),
         ({"TLS_CERT": "/nope.pem", "TLS_KEY": "/etc/hostname"}, "TLS_CERT: expected a readable"),
         ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN: expected at least 16"),
-        ({"READY_TIMEOUT": "0"}, "READY_TIMEOUT: expected a float >= 0.1"),
+        ({"READY_TIMEOUT": "0"}, "READY_TIMEOUT: expected a number >= 0.1"),
     ],
 )
 def test_new_settings_are_validated_with_one_line(
