@@ -138,7 +138,8 @@ def test_bad_setting_stops_startup_with_one_line(tmp_path: Path) -> None:
     env["HISTORY_LIMIT"] = "lots"
     result = run_cli(env)
     assert result.returncode == 2
-    assert result.stderr.strip() == "chat: bad setting: HISTORY_LIMIT: expected an integer, got 'lots'"
+    expected = "chat: bad setting: HISTORY_LIMIT: expected an integer, got 'lots'"
+    assert result.stderr.strip() == expected
 
 
 async def test_serve_restart_and_graceful_shutdown(server: Server) -> None:
