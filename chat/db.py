@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     event,
     false,
     func,
@@ -44,7 +45,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from chat.errors import InvalidName, NameTaken, NoSuchRoom
+from chat.fastread import FastReads, read_transaction
 from chat.models import ROOM_NAME_RE, USERNAME_RE, Message, ModerationEntry, Room, User
+
+if TYPE_CHECKING:
+    from chat.groupcommit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +132,30 @@ DEFAULT_ROOMS = ("general",)
 # pg_advisory_xact_lock key serialising start-up migrations across nodes (any fixed 64-bit int).
 MIGRATION_LOCK_KEY = 0x63686174_6D696772  # "chatmigr"
 
+# The reads every upgrade and join makes, built once with named parameters.
+_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+_ROOM_BY_NAME = select(rooms).where(rooms.c.name == bindparam("room"))
+_HISTORY = (
+    select(
+        messages.c.seq,
+        messages.c.text,
+        messages.c.ts,
+        messages.c.client_id,
+        messages.c.deleted,
+        users.c.username,
+    )
+    .join(users, users.c.id == messages.c.user_id)
+    .where(
+        and_(
+            messages.c.room_id
+            == select(rooms.c.id).where(rooms.c.name == bindparam("room")).scalar_subquery(),
+            messages.c.seq > bindparam("after"),
+        )
+    )
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -165,6 +194,11 @@ class Store:
         # SQLite has one writer at a time; queueing writers here instead of in SQLite's busy loop
         # keeps latency flat and commit order equal to seq order.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # SQLite on a file: messages are stored by group commit (chat.groupcommit).
+        self._group: GroupCommit | None = None
+        # ...and the reads every connect makes take one thread hop (chat.fastread).
+        self._fast: FastReads | None = None
+        self._compiled: dict[Any, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
 
     # --- lifecycle ---
 
@@ -174,9 +208,19 @@ class Store:
         store = cls(engine, history_limit=history_limit)
         await store.migrate()
         await store.ensure_default_rooms()
+        path = engine.url.database
+        if store._write_lock is not None and path and path != ":memory:":
+            from chat.groupcommit import GroupCommit
+
+            store._group = GroupCommit(path, history_limit=history_limit, lock=store._write_lock)
+            store._fast = FastReads(path)
         return store
 
     async def close(self) -> None:
+        if self._group is not None:
+            await self._group.close()
+        if self._fast is not None:
+            await self._fast.close()
         await self.engine.dispose()
 
     async def migrate(self) -> None:
@@ -235,8 +279,12 @@ class Store:
         return None if row is None else _user(row)
 
     async def user_by_id(self, user_id: int) -> User | None:
+        params = {"user_id": user_id}
+        if self._fast is not None:  # every upgrade asks: one thread hop on SQLite
+            row = await self._fast.one(*self._sql(_USER_BY_ID, params))
+            return None if row is None else _user(row)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+            row = (await conn.execute(_USER_BY_ID, params)).first()
         return None if row is None else _user(row)
 
     async def set_admin(self, user_id: int, admin: bool) -> None:
@@ -315,9 +363,28 @@ class Store:
         return _room(row)
 
     async def room_by_name(self, name: str) -> Room | None:
+        params = {"room": name}
+        if self._fast is not None:  # every join asks
+            row = await self._fast.one(*self._sql(_ROOM_BY_NAME, params))
+            return None if row is None else _room(row)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(rooms).where(rooms.c.name == name))).first()
+            row = (await conn.execute(_ROOM_BY_NAME, params)).first()
         return None if row is None else _room(row)
+
+    def _sql(self, query: Any, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """A Core query as SQLite SQL (compiled once) and its positional parameters, for
+        `FastReads`: the query is still written once, with SQLAlchemy."""
+        hit = self._compiled.get(query)
+        if hit is None:
+            compiled = query.compile(dialect=self.engine.dialect)
+            # The dialect may add parameters of its own (SQLite: OFFSET with LIMIT).
+            hit = self._compiled[query] = (
+                str(compiled),
+                tuple(compiled.positiontup or ()),
+                dict(compiled.params),
+            )
+        sql, names, defaults = hit
+        return sql, tuple(params[n] if n in params else defaults[n] for n in names)
 
     async def list_rooms(self, viewer: User | None = None) -> list[Room]:
         """Every room, or the ones `viewer` may see: public ones and private ones they are in
@@ -389,6 +456,8 @@ class Store:
         Returns the message and whether it is new; a resend (same user, room and client_id)
         returns the stored copy and False, so the caller acks it again without re-broadcasting.
         """
+        if self._group is not None:
+            return await self._group.append(room_name, user, text, client_id)
         async with self._write() as conn:
             room_id = await self._room_id(conn, room_name)
             if client_id is not None:
@@ -455,29 +524,30 @@ class Store:
         `complete` is False when `since` reaches further back than what is kept, so the client
         can say so instead of pretending nothing was missed.
         """
-        async with self.engine.connect() as conn:
-            room = (await conn.execute(select(rooms).where(rooms.c.name == room_name))).first()
-            if room is None:
-                raise NoSuchRoom(f"There is no room named {room_name!r}.")
-            after = since or 0
-            rows = (
-                await conn.execute(
-                    select(
-                        messages.c.seq,
-                        messages.c.text,
-                        messages.c.ts,
-                        messages.c.client_id,
-                        messages.c.deleted,
-                        users.c.username,
-                    )
-                    .join(users, users.c.id == messages.c.user_id)
-                    .where(and_(messages.c.room_id == room.id, messages.c.seq > after))
-                    .order_by(messages.c.seq.desc())
-                    .limit(self.history_limit)
+        after = since or 0
+        room_params = {"room": room_name}
+        rows_params = {"room": room_name, "after": after, "limit": self.history_limit}
+        rows: Sequence[Any]
+        if self._fast is not None:  # every join asks: one thread hop, one snapshot
+            room_sql = self._sql(_ROOM_BY_NAME, room_params)
+            rows_sql = self._sql(_HISTORY, rows_params)
+            room, rows = await self._fast.run(
+                lambda db: read_transaction(
+                    db,
+                    lambda db: (db.execute(*room_sql).fetchone(), db.execute(*rows_sql).fetchall()),
                 )
-            ).all()
+            )
+        else:
+            async with self.engine.connect() as conn:
+                room = (await conn.execute(_ROOM_BY_NAME, room_params)).first()
+                rows = (await conn.execute(_HISTORY, rows_params)).all()
+        if room is None:
+            raise NoSuchRoom(f"There is no room named {room_name!r}.")
         rows = list(reversed(rows))
-        last_seq = int(room.last_seq)
+        # A message committed after the room row was read can still be in `rows` (on the
+        # PostgreSQL path the two reads are not one snapshot): the bound the hub filters held
+        # and live frames with must cover it.
+        last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
         if after >= last_seq:
             return [], True, last_seq
         # Deleted messages still count here: the client missed nothing it is allowed to see.

@@ -1,9 +1,14 @@
 """The live connections of this process: which socket is in which room, and fan-out to them.
 
-Fan-out never awaits a client. `Hub.deliver` appends the already-serialised frame to each member's
-bounded queue and returns; one writer task per connection drains its queue. A connection whose
-queue is full is closed with 1013 (it reconnects and resumes with `since`), so one slow reader can
-never delay the others (the gorilla/websocket chat example's design).
+Fan-out never awaits a client. `Hub.deliver` frames a message once and hands the same bytes to
+every member: a connection whose transport has nothing buffered gets them written straight to
+its socket; otherwise they wait in its bounded list and go out, all together as one frame of
+newline-separated JSON (docs/protocol.md, "Batching"), when its transport has drained. Writes are
+gathered per event-loop iteration, so a burst of messages (one group commit) costs each
+recipient one write. A connection whose list is full is closed with 1013 (it reconnects and
+resumes with `since`), so one slow reader can never delay the others (the gorilla/websocket chat
+example's design). No task per connection: an idle one costs only its objects; a task exists
+only while a connection's transport is backed up, to wait for it to drain.
 
 Joining is gap-free: the connection is registered in the room *before* the history is read, and
 live frames that arrive meanwhile are held back; when the history is sent, the held frames follow
@@ -16,14 +21,14 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from chat.models import User
+from chat.wire import batch_frame, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,58 @@ class HubStats:
     slow_closes: int = 0  # sockets closed with 1013 because their queue was full
 
 
-@dataclass(eq=False)
+# After a round of writes, the next round waits this many times as long as the round took. The
+# writes (one syscall per connection) are most of the cost of fan-out: when a busy room keeps
+# them going back to back, waiting lets more messages share each write, so the share of time
+# spent writing stays bounded (about 1/(1+ratio)) however fast messages come, at the price of
+# that much added latency. When rounds are small or rare, nothing waits.
+FLUSH_GAP_RATIO = 2.0
+
+
+class Flusher:
+    """Connections with frames waiting, written out together: once per event-loop iteration,
+    or after a gap proportional to the last round's cost when rounds are large."""
+
+    __slots__ = ("_dirty", "_loop", "_next_at")
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_at = 0.0
+
+    def mark(self, conn: Connection) -> None:
+        if not self._dirty:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            if loop.time() < self._next_at:
+                loop.call_at(self._next_at, self.flush)
+            else:
+                loop.call_soon(self.flush)
+        self._dirty.append(conn)
+
+    def flush(self) -> None:
+        # CPU time, not wall time: being preempted by another process is not a cost to amortise.
+        started = time.thread_time()
+        dirty, self._dirty = self._dirty, []
+        self._write(dirty)
+        assert self._loop is not None
+        self._next_at = self._loop.time() + (time.thread_time() - started) * FLUSH_GAP_RATIO
+
+    def _write(self, dirty: list[Connection]) -> None:
+        # Members of one room usually have the very same frames waiting: frame them once.
+        last: list[bytes] | None = None
+        last_frame = b""
+        for conn in dirty:
+            pending = conn.pending
+            if pending == last:
+                conn.write_pending(last_frame)
+            else:
+                last = pending
+                last_frame = conn.write_pending(None)
+
+
+@dataclass(eq=False, slots=True)
 class Connection:
     """One WebSocket of one user (a browser tab)."""
 
@@ -49,17 +105,28 @@ class Connection:
     session_id: str
     queue_limit: int
     close_timeout: float = 5.0
+    # The socket's transport and the response's drain(); None until `attach` (tests may build
+    # a Connection without a socket).
+    transport: Any = None
+    drain: Callable[[], Awaitable[None]] | None = None
     id: int = field(default_factory=lambda: next(_ids))
     connected_at: float = field(default_factory=time.time)
     rooms: set[str] = field(default_factory=set)
     # Rooms being joined: live frames held back until the history has been sent.
-    joining: dict[str, list[tuple[int | None, str]]] = field(default_factory=dict)
+    joining: dict[str, list[tuple[int | None, bytes]]] = field(default_factory=dict)
     # Per room, the highest seq this socket has been given: with several nodes a message can
-    # reach the hub after the joiner's history already held it, and must not arrive twice.
+    # reach the hub after the joiner's history already held it, and must not arrive twice. (On
+    # one node too: a message is committed before it is published, so a join can read it in
+    # the history and then see it published.)
     seen: dict[str, int] = field(default_factory=dict)
     closing: bool = False
-    _queue: deque[str] = field(default_factory=deque)
-    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Encoded JSON documents waiting for this socket, and the frame of the first one when it is
+    # a broadcast's shared frame (reused as is when it is the only one).
+    pending: list[bytes] = field(default_factory=list)
+    _single: bytes | None = None
+    _flusher: Flusher | None = None
+    _dirty: bool = False
+    _drainer: asyncio.Task[None] | None = None
     _closer: asyncio.Task[None] | None = None
     stats: HubStats = field(default_factory=HubStats)
 
@@ -69,20 +136,35 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self.pending)
 
-    def send(self, payload: str) -> None:
+    def attach(self, flusher: Flusher) -> None:
+        self._flusher = flusher
+        if self.transport is not None:
+            # Pause (and so make `drain` wait) as soon as anything is left unsent, resume only
+            # when everything is: what waits meanwhile goes out as one frame.
+            self.transport.set_write_buffer_limits(high=0, low=0)
+
+    def send(self, payload: str | bytes) -> None:
         """Queue a frame for this connection; never blocks, never awaits."""
+        self.send_encoded(payload.encode() if isinstance(payload, str) else payload, None)
+
+    def send_encoded(self, data: bytes, frame: bytes | None) -> None:
         if self.closing:
             self.stats.frames_dropped += 1
             return
-        if len(self._queue) >= self.queue_limit:
+        pending = self.pending
+        if len(pending) >= self.queue_limit:
             log.warning("closing connection %s of %s: send queue full", self.id, self.username)
             self._close_slow()
             return
         self.stats.frames_out += 1
-        self._queue.append(payload)
-        self._wakeup.set()
+        if not pending:
+            self._single = frame
+        pending.append(data)
+        if not self._dirty and self._drainer is None and self._flusher is not None:
+            self._dirty = True
+            self._flusher.mark(self)
 
     def _close_slow(self) -> None:
         if self._closer is None:
@@ -91,54 +173,82 @@ class Connection:
         self.stats.frames_dropped += 1
         self.close_soon(WSCloseCode.TRY_AGAIN_LATER, "too slow: reconnect and resume")
 
-    def deliver(self, room: str, payload: str, seq: int | None) -> None:
+    def deliver(self, room: str, data: bytes, frame: bytes | None, seq: int | None) -> None:
         held = self.joining.get(room)
         if held is not None:
             if len(held) >= self.queue_limit:
                 self._close_slow()
                 return
-            held.append((seq, payload))
+            held.append((seq, data))
             return
         if seq is not None:
             if seq <= self.seen.get(room, 0):
                 return
             self.seen[room] = seq
-        self.send(payload)
+        self.send_encoded(data, frame)
 
-    async def run_writer(self) -> None:
-        """Drain the queue into the socket until the connection closes."""
-        queue = self._queue
-        while not self.closing:
-            if not queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            try:
-                await self.ws.send_str(queue.popleft())
-            except ConnectionError:
-                # The peer is gone; the read loop sees the close and unregisters us.
-                return
+    def write_pending(self, frame: bytes | None) -> bytes:
+        """Write what waits as one frame (or `frame`, already built for the same documents);
+        return the frame written. Called by the flusher, and when the transport has drained."""
+        self._dirty = False
+        pending = self.pending
+        if frame is None:
+            if len(pending) == 1 and self._single is not None:
+                frame = self._single
+            elif len(pending) == 1:
+                frame = text_frame(pending[0])
+            else:
+                frame = batch_frame(pending)
+        self.pending = []
+        self._single = None
+        transport = self.transport
+        if self.closing or transport is None or transport.is_closing() or not pending:
+            return frame
+        transport.write(frame)
+        if transport.get_write_buffer_size() and self._drainer is None:
+            # Backed up: hold further frames until the socket takes what it has.
+            self._drainer = asyncio.get_running_loop().create_task(self._wait_drained())
+        return frame
+
+    async def _wait_drained(self) -> None:
+        assert self.drain is not None
+        try:
+            while not self.closing:
+                await self.drain()
+                if not self.pending:
+                    return
+                self.write_pending(None)
+                if not self.transport.get_write_buffer_size():
+                    return
+        except ConnectionError:
+            return  # the peer is gone; the read loop sees it and unregisters us
+        finally:
+            self._drainer = None
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close from synchronous code (fan-out, a broker event); idempotent."""
         if self._closer is not None:
             return
         self.closing = True
-        self.stats.frames_dropped += len(self._queue)
-        self._queue.clear()
-        self._wakeup.set()
+        self.stats.frames_dropped += len(self.pending)
+        self.pending = []
         self._closer = asyncio.get_running_loop().create_task(self.close(code, reason))
 
     async def close(self, code: int, reason: str) -> None:
         self.closing = True
-        self._wakeup.set()
+        if self._drainer is not None:
+            self._drainer.cancel()
         try:
             async with asyncio.timeout(self.close_timeout):
-                await self.ws.close(code=code, message=reason.encode()[:120])
+                # drain=False: waiting for a reader that reads nothing to empty its buffer is
+                # what this close is about; the close frame queues behind the backlog.
+                await self.ws.close(code=code, message=reason.encode()[:120], drain=False)
         except TimeoutError:
             # A peer that reads nothing never lets the close frame out: drop the TCP connection.
             log.info("connection %s did not close in time; aborting it", self.id)
-            if self.ws._req is not None and self.ws._req.transport is not None:
+            if self.transport is not None:
+                self.transport.abort()
+            elif self.ws._req is not None and self.ws._req.transport is not None:
                 self.ws._req.transport.abort()
 
 
@@ -148,6 +258,9 @@ class Hub:
     def __init__(self) -> None:
         self.connections: dict[int, Connection] = {}
         self.stats = HubStats()
+        # user id -> that user's connections here: the per-user cap is checked on every upgrade.
+        self._by_user: dict[int, set[Connection]] = {}
+        self.flusher = Flusher()
         self._rooms: dict[str, set[Connection]] = {}
         # Strong references: the event loop keeps only weak ones to running tasks.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -173,10 +286,17 @@ class Hub:
     def register(self, conn: Connection) -> None:
         conn.stats = self.stats
         self.connections[conn.id] = conn
+        self._by_user.setdefault(conn.user.id, set()).add(conn)
+        conn.attach(self.flusher)
 
     def unregister(self, conn: Connection) -> list[str]:
         """Forget a connection; return the rooms it was in."""
         self.connections.pop(conn.id, None)
+        mine = self._by_user.get(conn.user.id)
+        if mine is not None:
+            mine.discard(conn)
+            if not mine:
+                del self._by_user[conn.user.id]
         left = sorted(conn.rooms | conn.joining.keys())
         for room in left:
             self._discard(room, conn)
@@ -221,34 +341,29 @@ class Hub:
             if not members:
                 del self._rooms[room]
 
-    def deliver(self, room: str, payload: str, seq: int | None = None) -> int:
-        """Queue one serialised frame for every member of the room here; return how many."""
+    def deliver(self, room: str, payload: str | bytes, seq: int | None = None) -> int:
+        """Frame one serialised message once and queue it for every member here; return how
+        many."""
         members = self._rooms.get(room)
         if not members:
             return 0
+        data = payload.encode() if isinstance(payload, str) else payload
+        frame = text_frame(data)
         # Copy: a full queue closes a connection, which must not change the set mid-iteration.
         for conn in tuple(members):
-            conn.deliver(room, payload, seq)
+            conn.deliver(room, data, frame, seq)
         if seq is not None:  # a chat message (only those carry a seq)
             self.stats.messages_out += len(members)
         return len(members)
 
-    def has_members(self, room: str) -> bool:
-        return room in self._rooms
-
     def members(self, room: str) -> set[Connection]:
         return set(self._rooms.get(room, ()))
-
-    @property
-    def task_count(self) -> int:
-        """Background follow-up tasks still running (the churn test wants none left)."""
-        return len(self._tasks)
 
     def room_names(self) -> list[str]:
         return list(self._rooms)
 
     def of_user(self, user_id: int) -> Iterator[Connection]:
-        return (c for c in self.connections.values() if c.user.id == user_id)
+        return iter(tuple(self._by_user.get(user_id, ())))
 
     def close_where(self, match: Callable[[Connection], bool], code: int, reason: str) -> int:
         """Close every connection the predicate picks (logout, kick); return how many."""
@@ -263,3 +378,8 @@ class Hub:
         if conns:
             await asyncio.gather(*(c.close(code, reason) for c in conns), return_exceptions=True)
         await self.drain_tasks()
+
+    @property
+    def task_count(self) -> int:
+        """Background follow-up tasks still running (the churn test wants none left)."""
+        return len(self._tasks)

@@ -66,11 +66,18 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
-    await ws.prepare(request)
+    writer = await ws.prepare(request)
 
-    conn = Connection(ws, user, await session_id(request) or "", settings.send_queue_size)
+    conn = Connection(
+        ws,
+        user,
+        await session_id(request) or "",
+        settings.send_queue_size,
+        # Frames are written straight to the transport (chat.hub): framed once per message.
+        transport=request.transport,
+        drain=writer.drain,
+    )
     hub.register(conn)
-    writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{conn.id}")
     socket = SocketSession(request.app, conn)
     log.info(
         "connection %s opened by %s",
@@ -88,7 +95,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
                 break
     finally:
-        writer.cancel()
         # The typing limiter is keyed by connection: a closed one's bucket is never needed again.
         request.app[LIMITS].typing.forget(conn.id)
         # Synchronous, so it happens even if this handler is being torn down; the leave
@@ -123,6 +129,19 @@ async def _let_writer_catch_up(conn: Connection, ws: web.WebSocketResponse) -> N
 
 class SocketSession:
     """What one connection may do: join, leave, chat, typing, read."""
+
+    # One per open socket: slots keep idle connections small.
+    __slots__ = (
+        "app",
+        "broker",
+        "conn",
+        "hub",
+        "limits",
+        "metrics",
+        "presence",
+        "settings",
+        "store",
+    )
 
     def __init__(self, app: web.Application, conn: Connection) -> None:
         self.app = app

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
+from collections import deque
 from typing import Any
 
 import orjson
@@ -48,10 +50,21 @@ async def create_room(client: Client, name: str) -> Any:
     return await post_form(client, "/rooms", {"name": name}, page="/")
 
 
+# Documents received but not yet returned: a server text frame may carry several, one per line
+# (docs/protocol.md, "Batching"). Weak keys: a closed socket's leftovers go with it.
+_unread: weakref.WeakKeyDictionary[ClientWebSocketResponse, deque[dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def receive(ws: ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type is WSMsgType.TEXT, f"expected a text frame, got {msg.type} {msg.data!r}"
-    frame: dict[str, Any] = orjson.loads(msg.data)
+    """The next JSON document from the server, whether it came alone or batched in a frame."""
+    unread = _unread.setdefault(ws, deque())
+    if not unread:
+        msg = await ws.receive(timeout=timeout)
+        assert msg.type is WSMsgType.TEXT, f"expected a text frame, got {msg.type} {msg.data!r}"
+        unread.extend(orjson.loads(line) for line in msg.data.split("\n"))
+    frame: dict[str, Any] = unread.popleft()
     return frame
 
 

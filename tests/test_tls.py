@@ -155,9 +155,11 @@ async def test_https_and_wss_with_a_generated_certificate(
             )
             async with asyncio.timeout(10):
                 async for msg in ws:
-                    frame = json.loads(msg.data)
-                    if frame["type"] == "chat":
-                        assert frame["text"] == "over TLS" and frame["client_id"] == "t1"
+                    # A frame may carry several documents, one per line (docs/protocol.md).
+                    frames = [json.loads(line) for line in msg.data.split("\n")]
+                    chats = [f for f in frames if f["type"] == "chat"]
+                    if chats:
+                        assert chats[0]["text"] == "over TLS" and chats[0]["client_id"] == "t1"
                         break
     # Every log line is one JSON object; the access log has the request's fields.
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]

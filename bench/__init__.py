@@ -1,0 +1,1 @@
+"""The load benchmark (issue 5): `python -m bench`, see bench/README.md."""

@@ -1,0 +1,205 @@
+"""The load benchmark: `python -m bench` (or `python bench/run.py`).
+
+Starts the real server itself for each scenario (fresh temporary database, one process pinned to
+CPU 0), while this process, the load generator, runs on CPU 1. Prints one table row per scenario
+and writes everything as JSON under bench/results/. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+
+from bench import scenarios
+from bench.scenarios import Shape
+from bench.server import pin_self
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("broadcast", "ingest", "idle", "connect")
+SCENARIO_TIMEOUT = 600.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="few clients, ~2 s windows (smoke test)")
+    p.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
+    p.add_argument("--no-baseline", action="store_true", help="skip bench/baseline.py")
+    p.add_argument("--rates", type=int, nargs="+", help="broadcast msg/s per sender")
+    p.add_argument("--clients", type=int, help="broadcast clients in the room")
+    p.add_argument("--duration", type=float, help="seconds of sending per window")
+    p.add_argument("--ingest-rate", type=float, help="msg/s per ingest member")
+    p.add_argument("--idle", type=int, help="idle connections")
+    p.add_argument("--connect", type=int, help="connections in the connect scenario")
+    p.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>.json)")
+    return p.parse_args(argv)
+
+
+def shape_from(args: argparse.Namespace) -> Shape:
+    shape = Shape.quick() if args.quick else Shape()
+    changes: dict[str, Any] = {}
+    for arg, name in (
+        ("rates", "rates"),
+        ("clients", "clients"),
+        ("duration", "duration"),
+        ("ingest_rate", "ingest_rate"),
+        ("idle", "idle"),
+        ("connect", "connect"),
+    ):
+        value = getattr(args, arg)
+        if value is not None:
+            changes[name] = tuple(value) if isinstance(value, list) else value
+    return Shape(**{**shape.__dict__, **changes})
+
+
+COLUMNS = (
+    ("scenario", "scenario", 26),
+    ("offered/s", "offered_per_s", 10),
+    ("done/s", "rate", 9),
+    ("done %", "pct", 7),
+    ("dropped", "dropped", 7),
+    ("p50 ms", "p50_ms", 7),
+    ("p99 ms", "p99_ms", 7),
+    ("p99.9 ms", "p999_ms", 8),
+    ("CPU-s/1M", "cpu_s_per_1m", 8),
+    ("KiB/conn", "rss_per_conn_kib", 8),
+    ("gen CPU", "gen_cpu_frac", 7),
+    ("other CPU0", "other_load_cpu0_frac", 10),
+    ("other CPU1", "other_load_cpu1_frac", 10),
+)
+
+
+def row(result: dict[str, Any]) -> str:
+    r = dict(result)
+    r["rate"] = r.get("delivered_per_s") or r.get("acked_per_s") or r.get("connects_per_s")
+    if r["scenario"] == "ingest":
+        r["rate"], r["pct"] = r["acked_per_s"], r["acked_pct"]
+    else:
+        r["pct"] = r.get("delivered_pct")
+    cells = []
+    for _, key, width in COLUMNS:
+        value = r.get(key)
+        cells.append(("-" if value is None else str(value)).rjust(width))
+    notes = []
+    if r.get("gen_cpu_frac", 0) > 0.9:
+        notes.append("load generator SATURATED")
+    if r.get("other_load_cpu0_frac", 0) > 0.1:
+        notes.append("other load on CPU 0: figures disturbed")
+    if r.get("other_load_cpu1_frac", 0) > 0.1:
+        notes.append("other load on CPU 1: the generator was disturbed")
+    return " ".join(cells) + ("  <- " + "; ".join(notes) if notes else "")
+
+
+def header() -> str:
+    return " ".join(title.rjust(width) for title, _, width in COLUMNS)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    shape = shape_from(args)
+    wanted = args.only or SCENARIOS
+    results: list[dict[str, Any]] = []
+    print(header(), flush=True)
+
+    async def one(coro: Any) -> None:
+        async with asyncio.timeout(SCENARIO_TIMEOUT):
+            result = await coro
+        results.append(result)
+        print(row(result), flush=True)
+
+    if "broadcast" in wanted:
+        for rate in shape.rates:
+            await one(scenarios.broadcast("chat", shape, rate))
+            if not args.no_baseline:
+                await one(scenarios.broadcast("baseline", shape, rate))
+    if "ingest" in wanted:
+        await one(scenarios.ingest(shape))
+    if "idle" in wanted:
+        await one(scenarios.idle(shape))
+    if "connect" in wanted:
+        await one(scenarios.connect_rate(shape))
+
+    ratios = ratio_to_baseline(results)
+    for line in ratios:
+        print(line)
+    return {"shape": shape.__dict__, "results": results, "ratios": ratios}
+
+
+def ratio_to_baseline(results: list[dict[str, Any]]) -> list[str]:
+    """Ours vs bench/baseline.py at each rate: delivered/s, and CPU per delivery (inverse)."""
+    lines = []
+    ours = {r["offered_per_s"]: r for r in results if r.get("server") == "chat" and "senders" in r}
+    for base in (r for r in results if r.get("server") == "baseline"):
+        mine = ours.get(base["offered_per_s"])
+        if mine is None or not base["delivered_per_s"]:
+            continue
+        throughput = mine["delivered_per_s"] / base["delivered_per_s"]
+        cpu = (
+            base["cpu_s_per_1m"] / mine["cpu_s_per_1m"]
+            if mine["cpu_s_per_1m"] and base["cpu_s_per_1m"]
+            else None
+        )
+        lines.append(
+            f"ratio to baseline at {base['offered_per_s']}/s offered: delivered/s "
+            f"{throughput:.2f}, CPU efficiency (baseline CPU-s/1M / ours) "
+            f"{'-' if cpu is None else f'{cpu:.2f}'}"
+        )
+    return lines
+
+
+def event_loop_name() -> str:
+    try:
+        return f"uvloop {importlib.metadata.version('uvloop')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "asyncio"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    pinned = pin_self(1)
+    started = dt.datetime.now(dt.UTC)
+    print(f"command: {command}")
+    print(
+        f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, Python {platform.python_version()},"
+        f" {event_loop_name()}; server on CPU 0, generator on CPU "
+        f"{'1' if pinned else 'any (one core only)'}; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    loop_factory = None
+    try:
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        report = runner.run(run(args))
+    report.update(
+        command=command,
+        started=started.isoformat(timespec="seconds"),
+        cpus=os.cpu_count(),
+        python=platform.python_version(),
+        event_loop=event_loop_name(),
+        load_average_end=os.getloadavg(),
+    )
+    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"{started:%Y%m%dT%H%M%SZ}.json"
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

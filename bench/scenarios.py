@@ -1,0 +1,367 @@
+"""The four scenarios. Each starts its own server (fresh database), sets up its clients, measures
+one bounded window and returns one result row (a dict)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.server import HOST, Server, cpu_seconds, login_all, rss_bytes
+from bench.wsclient import WSClient, connect
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Sizes of every scenario; `quick()` is the smoke-test shape."""
+
+    clients: int = 1000
+    senders: int = 10
+    rates: tuple[int, ...] = (10, 30, 100)
+    duration: float = 10.0
+    ingest_rooms: int = 100
+    ingest_members: int = 10
+    ingest_rate: float = 10.0
+    idle: int = 5000
+    connect: int = 1000
+    text_bytes: int = 100
+    # Pauses that let the server settle before a measurement (idle RSS, join announcements).
+    settle: float = 1.0
+
+    @classmethod
+    def quick(cls) -> Shape:
+        return cls(
+            clients=20,
+            senders=4,
+            rates=(20,),
+            duration=1.5,
+            ingest_rooms=3,
+            ingest_members=3,
+            ingest_rate=5.0,
+            idle=50,
+            connect=20,
+            settle=0.2,
+        )
+
+
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_busy(cpu: int) -> tuple[float, float]:
+    """Seconds one CPU spent in processes (user + nice + system) and in interrupts (irq +
+    softirq: loopback TCP is largely softirq work) since boot, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            v = [int(x) for x in line.split()[1:]]
+            tck = os.sysconf("SC_CLK_TCK")
+            return (v[0] + v[1] + v[2]) / tck, (v[5] + v[6]) / tck
+    return 0.0, 0.0
+
+
+class Window:
+    """CPU of the server, of this generator and of CPU 0 as a whole over one measured window."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+        self.t0 = time.monotonic()
+        self.server0 = cpu_seconds(server_pid)
+        self.own0 = own_cpu()
+        self.cpu0 = cpu_busy(0)
+        self.cpu1 = cpu_busy(1)
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.t0
+        server = cpu_seconds(self.pid) - self.server0
+        own = own_cpu() - self.own0
+        # Whatever else ran on the server's CPU (other helpers' tests...) disturbs the figures.
+        procs, irqs = cpu_busy(0)
+        other = max(0.0, procs - self.cpu0[0] - server)
+        # ...and whatever else ran on the generator's CPU.
+        other1 = max(0.0, cpu_busy(1)[0] - self.cpu1[0] - own)
+        return {
+            "other_load_cpu1_frac": round(other1 / wall, 3) if wall else 0.0,
+            "irq_cpu0_frac": round((irqs - self.cpu0[1]) / wall, 3) if wall else 0.0,
+            "wall_s": round(wall, 3),
+            "server_cpu_s": round(server, 3),
+            "gen_cpu_frac": round(own / wall, 3) if wall else 0.0,
+            "other_load_cpu0_frac": round(other / wall, 3) if wall else 0.0,
+        }
+
+
+def percentiles(samples: Iterable[array[int]]) -> dict[str, float | None]:
+    values = sorted(v for arr in samples for v in arr)
+    if not values:
+        return {"p50_ms": None, "p99_ms": None, "p999_ms": None, "samples": 0}
+
+    def at(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))] / 1e6, 2)
+
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "p999_ms": at(0.999), "samples": len(values)}
+
+
+async def open_clients(
+    port: int,
+    cookies: Sequence[str | None],
+    rooms: Sequence[str],
+    concurrency: int = 64,
+) -> tuple[list[WSClient], list[float]]:
+    """One client per (cookie, room) pair, connected and joined; also each one's connect+join
+    time."""
+    clients: list[WSClient | None] = [None] * len(rooms)
+    times: list[float] = []
+    work = iter(range(len(rooms)))
+
+    async def worker() -> None:
+        for i in work:
+            t = time.monotonic()
+            c = await connect(HOST, port, cookies[i % len(cookies)])
+            await c.join(rooms[i])
+            times.append(time.monotonic() - t)
+            clients[i] = c
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return [c for c in clients if c is not None], times
+
+
+async def quiesce(clients: Sequence[WSClient], quiet: float, limit: float = 30.0) -> None:
+    """Wait until the join announcements stop arriving, then drop what was parsed."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(len(c.docs) for c in clients)
+        await asyncio.sleep(quiet)
+        if sum(len(c.docs) for c in clients) == before:
+            break
+    for c in clients:
+        c.docs.clear()
+
+
+def make_text(n_bytes: int, tag: str) -> bytes:
+    head = f"{time.monotonic_ns()} {tag} "
+    return (head + "x" * max(0, n_bytes - len(head))).encode()
+
+
+async def pace(
+    senders: Sequence[tuple[int, WSClient]],
+    rate: float,
+    duration: float,
+    room_of: Sequence[str],
+    text_bytes: int,
+) -> int:
+    """Every sender sends `rate` messages per second for `duration` seconds; return how many."""
+    sent = [0] * len(senders)
+    t0 = time.monotonic()
+    total = 0
+    while True:
+        elapsed = time.monotonic() - t0
+        if elapsed >= duration:
+            break
+        due = int(elapsed * rate) + 1
+        for j, (idx, client) in enumerate(senders):
+            while sent[j] < due:
+                k = sent[j]
+                sent[j] += 1
+                if client.closed_fut.done():
+                    continue  # dropped by the server: counted as such, sends no more
+                text = make_text(text_bytes, f"c{idx}-{k}")
+                client.send_raw(
+                    b'{"type":"chat","room":"%s","text":"%s","client_id":"c%d-%d"}'
+                    % (room_of[idx].encode(), text, idx, k)
+                )
+                total += 1
+        await asyncio.sleep(0.005)
+    return total
+
+
+async def drain(
+    clients: Sequence[WSClient], expected: int, count: Any, limit: float = 10.0
+) -> None:
+    """Wait for the tail: until everything expected arrived or nothing moved for 1 s."""
+    deadline = time.monotonic() + limit
+    last, still = -1, 0.0
+    while time.monotonic() < deadline:
+        now = count()
+        if now >= expected:
+            return
+        if now == last:
+            still += 0.1
+            if still >= 1.0:
+                return
+        else:
+            last, still = now, 0.0
+        await asyncio.sleep(0.1)
+
+
+async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
+    """`clients` in one room, `senders` of them sending `rate` msg/s each."""
+    n = shape.clients
+    async with Server(kind) as server:
+        await server.prepare(n, [])
+        await server.start()
+        cookies: list[str | None] = (
+            list(await login_all(server.port, n)) if kind == "chat" else [None]
+        )
+        rooms = ["general"] * n
+        clients, _ = await open_clients(server.port, cookies, rooms)
+        await quiesce(clients, shape.settle / 2)
+        for i, c in enumerate(clients):
+            c.measure(probe=i % 10 == 0)
+        senders = list(enumerate(clients[: shape.senders]))
+        window = Window(server.pid)
+        sent = await pace(senders, rate, shape.duration, rooms, shape.text_bytes)
+        send_wall = time.monotonic() - window.t0
+        in_window = sum(c.chats for c in clients)
+        expected = sent * n
+
+        def count() -> int:
+            return sum(c.chats for c in clients)
+
+        await drain(clients, expected, count)
+        costs = window.stop()
+        delivered = count()
+        dropped = sum(1 for c in clients if c.closed_fut.done())
+        errors = sum(c.errors for c in clients)
+        for c in clients:
+            c.close()
+        return {
+            "scenario": f"broadcast {rate}/s" + (" [baseline]" if kind == "baseline" else ""),
+            "server": kind,
+            "clients": n,
+            "senders": shape.senders,
+            "offered_per_s": shape.senders * rate * n,
+            "sent": sent,
+            "delivered": delivered,
+            "delivered_per_s": round(in_window / send_wall),
+            "delivered_pct": round(100 * delivered / expected, 2) if expected else 0.0,
+            "dropped": dropped,
+            "errors": errors,
+            **percentiles(c.latencies for c in clients if c.latencies is not None),
+            "cpu_s_per_1m": round(costs["server_cpu_s"] / delivered * 1e6, 2)
+            if delivered
+            else None,
+            **costs,
+        }
+
+
+async def ingest(shape: Shape) -> dict[str, Any]:
+    """`ingest_rooms` rooms x `ingest_members`, every member sending: stored-and-acked msgs/s."""
+    n = shape.ingest_rooms * shape.ingest_members
+    room_names = [f"ingest{r}" for r in range(shape.ingest_rooms)]
+    async with Server("chat") as server:
+        await server.prepare(n, room_names)
+        await server.start()
+        cookies: list[str | None] = list(await login_all(server.port, n))
+        rooms = [room_names[i // shape.ingest_members] for i in range(n)]
+        clients, _ = await open_clients(server.port, cookies, rooms)
+        await quiesce(clients, shape.settle / 2)
+        for i, c in enumerate(clients):
+            c.ack_mark = b'"client_id":"c%d-' % i
+            c.measure(probe=False)
+        window = Window(server.pid)
+        sent = await pace(
+            list(enumerate(clients)), shape.ingest_rate, shape.duration, rooms, shape.text_bytes
+        )
+        send_wall = time.monotonic() - window.t0
+        acked_in_window = sum(c.acks for c in clients)
+        await drain(clients, sent, lambda: sum(c.acks for c in clients))
+        costs = window.stop()
+        acked = sum(c.acks for c in clients)
+        delivered = sum(c.chats for c in clients)
+        dropped = sum(1 for c in clients if c.closed_fut.done())
+        errors = sum(c.errors for c in clients)
+        for c in clients:
+            c.close()
+        return {
+            "scenario": "ingest",
+            "server": "chat",
+            "clients": n,
+            "rooms": shape.ingest_rooms,
+            "offered_per_s": round(n * shape.ingest_rate),
+            "sent": sent,
+            "acked": acked,
+            "acked_per_s": round(acked_in_window / send_wall),
+            "acked_pct": round(100 * acked / sent, 2) if sent else 0.0,
+            "delivered": delivered,
+            "delivered_per_s": round(delivered / costs["wall_s"]),
+            "delivered_pct": round(100 * delivered / (sent * shape.ingest_members), 2)
+            if sent
+            else 0.0,
+            "dropped": dropped,
+            "errors": errors,
+            **percentiles(c.latencies for c in clients if c.latencies is not None),
+            "cpu_s_per_1m": round(costs["server_cpu_s"] / delivered * 1e6, 2)
+            if delivered
+            else None,
+            **costs,
+        }
+
+
+async def idle(shape: Shape) -> dict[str, Any]:
+    """`idle` authenticated connections joined to rooms; server RSS per connection."""
+    n = shape.idle
+    accounts = max(1, n // 5)  # five tabs per person
+    room_names = [f"idle{r}" for r in range(10)]
+    async with Server("chat") as server:
+        await server.prepare(accounts, room_names)
+        await server.start()
+        cookies: list[str | None] = list(await login_all(server.port, accounts))
+        # Warm up: one connection + join so the first-use allocations are not counted.
+        warm, _ = await open_clients(server.port, cookies, ["general"], concurrency=1)
+        await asyncio.sleep(shape.settle / 2)
+        rss0 = rss_bytes(server.pid)
+        window = Window(server.pid)
+        rooms = [room_names[i % len(room_names)] for i in range(n)]
+        clients, _ = await open_clients(server.port, cookies, rooms, concurrency=100)
+        await quiesce(clients, shape.settle)
+        await asyncio.sleep(shape.settle)
+        rss1 = rss_bytes(server.pid)
+        costs = window.stop()
+        dropped = sum(1 for c in clients if c.closed_fut.done())
+        for c in clients + warm:
+            c.close()
+        return {
+            "scenario": "idle",
+            "server": "chat",
+            "clients": n,
+            "rss_before_mib": round(rss0 / 2**20, 1),
+            "rss_after_mib": round(rss1 / 2**20, 1),
+            "rss_per_conn_kib": round((rss1 - rss0) / n / 1024, 2),
+            "dropped": dropped,
+            **costs,
+        }
+
+
+async def connect_rate(shape: Shape) -> dict[str, Any]:
+    """Authenticated upgrades + joins per second (cookies from /login beforehand)."""
+    n = shape.connect
+    accounts = max(1, n // 2)
+    room_names = [f"c{r}" for r in range(100)]
+    async with Server("chat") as server:
+        await server.prepare(accounts, room_names)
+        await server.start()
+        cookies: list[str | None] = list(await login_all(server.port, accounts))
+        window = Window(server.pid)
+        rooms = [room_names[i % len(room_names)] for i in range(n)]
+        clients, times = await open_clients(server.port, cookies, rooms, concurrency=64)
+        costs = window.stop()
+        dropped = sum(1 for c in clients if c.closed_fut.done())
+        for c in clients:
+            c.close()
+        lat = array("q", (int(t * 1e9) for t in times))
+        return {
+            "scenario": "connect",
+            "server": "chat",
+            "clients": n,
+            "connects_per_s": round(len(clients) / costs["wall_s"]),
+            "dropped": dropped,
+            **percentiles([lat]),
+            "server_cpu_ms_per_connect": round(costs["server_cpu_s"] / len(clients) * 1000, 3),
+            **costs,
+        }

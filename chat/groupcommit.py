@@ -1,0 +1,172 @@
+"""Group commit of chat messages on SQLite: many appends, one transaction, one thread hop.
+
+SQLite has one writer at a time, and each transaction through SQLAlchemy + aiosqlite costs a
+thread hop per statement. Under load, appends queue here instead; one task takes everything
+queued, and a dedicated thread stores it in a single transaction on its own sqlite3 connection
+(the same statements as `Store.append_message`, one after the other, so seq order is commit
+order). Every sender is acked only after that commit. If the batch fails as a whole, it is
+retried one message per transaction, so a bad message fails alone. The store's write lock is
+held around each batch, so the other writes still take turns with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from chat.db import now_ms
+from chat.errors import NoSuchRoom
+from chat.models import Message, User
+
+log = logging.getLogger(__name__)
+
+# Bounds one transaction (and so how long the other writers wait for the lock).
+MAX_BATCH = 1000
+
+Outcome = tuple[Message, bool] | Exception
+
+
+@dataclass(slots=True)
+class _Append:
+    room: str
+    user_id: int
+    username: str
+    text: str
+    client_id: str | None
+    future: asyncio.Future[tuple[Message, bool]]
+
+
+class GroupCommit:
+    def __init__(self, path: str, *, history_limit: int, lock: asyncio.Lock) -> None:
+        self.path = path
+        self.history_limit = history_limit
+        self._lock = lock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-commit")
+        self._db: sqlite3.Connection | None = None  # used only on the executor's thread
+        self._queue: list[_Append] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(
+        self, room: str, user: User, text: str, client_id: str | None
+    ) -> tuple[Message, bool]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Message, bool]] = loop.create_future()
+        self._queue.append(_Append(room, user.id, user.username, text, client_id, future))
+        if self._task is None:
+            self._task = loop.create_task(self._run(), name="chat-group-commit")
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            # wait() rather than await: the task's own CancelledError is expected, ours is not.
+            await asyncio.wait([self._task])
+            self._task = None
+        for item in self._queue:
+            item.future.cancel()
+        self._queue = []
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                async with self._lock:
+                    outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
+                for item, outcome in zip(batch, outcomes, strict=True):
+                    if item.future.done():  # its sender went away meanwhile
+                        continue
+                    if isinstance(outcome, Exception):
+                        item.future.set_exception(outcome)
+                    else:
+                        item.future.set_result(outcome)
+
+    # --- on the commit thread ---
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=30000",
+            ):
+                db.execute(pragma)
+            self._db = db
+        return self._db
+
+    def _disconnect(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _commit(self, batch: list[_Append]) -> list[Outcome]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            outcomes = [self._append(db, item) for item in batch]
+            db.execute("COMMIT")
+            return outcomes
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if len(batch) == 1:
+                log.exception("storing a message failed")
+            else:
+                log.warning("a batch of %d messages failed; storing them one by one", len(batch))
+        outcomes = []
+        for item in batch:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                outcomes.append(self._append(db, item))
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                outcomes.append(exc)
+        return outcomes
+
+    def _append(self, db: sqlite3.Connection, item: _Append) -> Outcome:
+        """`Store.append_message`, statement for statement, inside the open transaction."""
+        row = db.execute("SELECT id FROM rooms WHERE name = ?", (item.room,)).fetchone()
+        if row is None:
+            return NoSuchRoom(f"There is no room named {item.room!r}.")
+        room_id = row[0]
+        if item.client_id is not None:
+            # A resend (in an earlier batch or earlier in this one) finds the stored copy.
+            found = db.execute(
+                "SELECT seq, text, ts FROM messages"
+                " WHERE room_id = ? AND user_id = ? AND client_id = ?",
+                (room_id, item.user_id, item.client_id),
+            ).fetchone()
+            if found is not None:
+                message = Message(
+                    item.room, found[0], item.username, found[1], found[2], item.client_id
+                )
+                return message, False
+        (seq,) = db.execute(
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (room_id,)
+        ).fetchone()
+        ts = now_ms()
+        db.execute(
+            "INSERT INTO messages (room_id, seq, user_id, text, ts, client_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (room_id, seq, item.user_id, item.text, ts, item.client_id),
+        )
+        # Trim in the same transaction: the room never holds more than the limit.
+        db.execute(
+            "DELETE FROM messages WHERE room_id = ? AND seq <= ?",
+            (room_id, seq - self.history_limit),
+        )
+        return Message(item.room, seq, item.username, item.text, ts, item.client_id), True
