@@ -155,6 +155,12 @@ _HISTORY = (
     .order_by(messages.c.seq.desc())
     .limit(bindparam("limit", type_=Integer))
 )
+_READ_MARKERS = (
+    select(users.c.username, read_markers.c.seq)
+    .join(users, users.c.id == read_markers.c.user_id)
+    .join(rooms, rooms.c.id == read_markers.c.room_id)
+    .where(rooms.c.name == bindparam("room"))
+)
 
 
 def now_ms() -> int:
@@ -655,15 +661,14 @@ class Store:
             return int(current)
 
     async def read_markers(self, room_name: str) -> dict[str, int]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(users.c.username, read_markers.c.seq)
-                    .join(users, users.c.id == read_markers.c.user_id)
-                    .join(rooms, rooms.c.id == read_markers.c.room_id)
-                    .where(rooms.c.name == room_name)
-                )
-            ).all()
+        params = {"room": room_name}
+        rows: Sequence[Any]
+        if self._fast is not None:  # every join asks
+            sql = self._sql(_READ_MARKERS, params)
+            rows = await self._fast.run(lambda db: db.execute(*sql).fetchall())
+        else:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(_READ_MARKERS, params)).all()
         return {r.username: int(r.seq) for r in rows}
 
     async def unread_counts(self, user: User) -> dict[str, int]:
