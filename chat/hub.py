@@ -341,13 +341,13 @@ class Hub:
             if not members:
                 del self._rooms[room]
 
-    def deliver(self, room: str, payload: str | bytes, seq: int | None = None) -> int:
+    def deliver(self, room: str, payload: str, seq: int | None = None) -> int:
         """Frame one serialised message once and queue it for every member here; return how
         many."""
         members = self._rooms.get(room)
         if not members:
             return 0
-        data = payload.encode() if isinstance(payload, str) else payload
+        data = payload.encode()
         frame = text_frame(data)
         # Copy: a full queue closes a connection, which must not change the set mid-iteration.
         for conn in tuple(members):
@@ -355,6 +355,9 @@ class Hub:
         if seq is not None:  # a chat message (only those carry a seq)
             self.stats.messages_out += len(members)
         return len(members)
+
+    def has_members(self, room: str) -> bool:
+        return room in self._rooms
 
     def members(self, room: str) -> set[Connection]:
         return set(self._rooms.get(room, ()))
