@@ -43,6 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ingest-rate", type=float, help="msg/s per ingest member")
     p.add_argument("--idle", type=int, help="idle connections")
     p.add_argument("--connect", type=int, help="connections in the connect scenario")
+    p.add_argument(
+        "--spread",
+        action="store_true",
+        help="senders evenly out of phase (default: in step, so messages come in bursts)",
+    )
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>.json)")
     return p.parse_args(argv)
 
@@ -57,9 +62,10 @@ def shape_from(args: argparse.Namespace) -> Shape:
         ("ingest_rate", "ingest_rate"),
         ("idle", "idle"),
         ("connect", "connect"),
+        ("spread", "spread"),
     ):
         value = getattr(args, arg)
-        if value is not None:
+        if value is not None and value is not False:
             changes[name] = tuple(value) if isinstance(value, list) else value
     return Shape(**{**shape.__dict__, **changes})
 
@@ -84,7 +90,7 @@ COLUMNS = (
 def row(result: dict[str, Any]) -> str:
     r = dict(result)
     r["rate"] = r.get("delivered_per_s") or r.get("acked_per_s") or r.get("connects_per_s")
-    if r["scenario"] == "ingest":
+    if r["scenario"].startswith("ingest"):
         r["rate"], r["pct"] = r["acked_per_s"], r["acked_pct"]
     else:
         r["pct"] = r.get("delivered_pct")

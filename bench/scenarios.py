@@ -31,6 +31,8 @@ class Shape:
     idle: int = 5000
     connect: int = 1000
     text_bytes: int = 100
+    # Senders in step (bursts) or evenly out of phase; see `pace`.
+    spread: bool = False
     # Pauses that let the server settle before a measurement (idle RSS, join announcements).
     settle: float = 1.0
 
@@ -154,17 +156,23 @@ async def pace(
     duration: float,
     room_of: Sequence[str],
     text_bytes: int,
+    spread: bool = False,
 ) -> int:
-    """Every sender sends `rate` messages per second for `duration` seconds; return how many."""
+    """Every sender sends `rate` messages per second for `duration` seconds; return how many.
+
+    By default the senders are in step: all of them send at the same instants, so the server
+    sees bursts of `len(senders)` messages. With `spread`, sender j is j/len(senders) of a
+    period behind sender 0, so messages arrive evenly."""
     sent = [0] * len(senders)
+    phase = [j / len(senders) if spread else 0.0 for j in range(len(senders))]
     t0 = time.monotonic()
     total = 0
     while True:
         elapsed = time.monotonic() - t0
         if elapsed >= duration:
             break
-        due = int(elapsed * rate) + 1
         for j, (idx, client) in enumerate(senders):
+            due = int(elapsed * rate + 1 - phase[j])
             while sent[j] < due:
                 k = sent[j]
                 sent[j] += 1
@@ -215,7 +223,7 @@ async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
             c.measure(probe=i % 10 == 0)
         senders = list(enumerate(clients[: shape.senders]))
         window = Window(server.pid)
-        sent = await pace(senders, rate, shape.duration, rooms, shape.text_bytes)
+        sent = await pace(senders, rate, shape.duration, rooms, shape.text_bytes, shape.spread)
         send_wall = time.monotonic() - window.t0
         in_window = sum(c.chats for c in clients)
         expected = sent * n
@@ -231,7 +239,9 @@ async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
         for c in clients:
             c.close()
         return {
-            "scenario": f"broadcast {rate}/s" + (" [baseline]" if kind == "baseline" else ""),
+            "scenario": f"broadcast {rate}/s"
+            + (" spread" if shape.spread else "")
+            + (" [baseline]" if kind == "baseline" else ""),
             "server": kind,
             "clients": n,
             "senders": shape.senders,
@@ -266,7 +276,12 @@ async def ingest(shape: Shape) -> dict[str, Any]:
             c.measure(probe=False)
         window = Window(server.pid)
         sent = await pace(
-            list(enumerate(clients)), shape.ingest_rate, shape.duration, rooms, shape.text_bytes
+            list(enumerate(clients)),
+            shape.ingest_rate,
+            shape.duration,
+            rooms,
+            shape.text_bytes,
+            shape.spread,
         )
         send_wall = time.monotonic() - window.t0
         acked_in_window = sum(c.acks for c in clients)
@@ -279,7 +294,7 @@ async def ingest(shape: Shape) -> dict[str, Any]:
         for c in clients:
             c.close()
         return {
-            "scenario": "ingest",
+            "scenario": "ingest spread" if shape.spread else "ingest",
             "server": "chat",
             "clients": n,
             "rooms": shape.ingest_rooms,

@@ -4,11 +4,12 @@ Fan-out never awaits a client. `Hub.deliver` frames a message once and hands the
 every member: a connection whose transport has nothing buffered gets them written straight to
 its socket; otherwise they wait in its bounded list and go out, all together as one frame of
 newline-separated JSON (docs/protocol.md, "Batching"), when its transport has drained. Writes are
-gathered per event-loop iteration, so a burst of messages (one group commit) costs each
-recipient one write. A connection whose list is full is closed with 1013 (it reconnects and
-resumes with `since`), so one slow reader can never delay the others (the gorilla/websocket chat
-example's design). No task per connection: an idle one costs only its objects; a task exists
-only while a connection's transport is backed up, to wait for it to drain.
+gathered into rounds written a slice at a time, so a burst of messages (one group commit, or
+several commits during one round) costs each recipient one write. A connection whose list is
+full is closed with 1013 (it reconnects and resumes with `since`), so one slow reader can never
+delay the others (the gorilla/websocket chat example's design). No task per connection: an idle
+one costs only its objects; a task exists only while a connection's transport is backed up, to
+wait for it to drain.
 
 Joining is gap-free: the connection is registered in the room *before* the history is read, and
 live frames that arrive meanwhile are held back; when the history is sent, the held frames follow
@@ -45,45 +46,77 @@ class HubStats:
     slow_closes: int = 0  # sockets closed with 1013 because their queue was full
 
 
-# After a round of writes, the next round waits this many times as long as the round took. The
-# writes (one syscall per connection) are most of the cost of fan-out: when a busy room keeps
-# them going back to back, waiting lets more messages share each write, so the share of time
-# spent writing stays bounded (about 1/(1+ratio)) however fast messages come, at the price of
-# that much added latency. When rounds are small or rare, nothing waits.
-FLUSH_GAP_RATIO = 2.0
+# Writes (one syscall per connection) are most of the cost of fan-out. When a busy room keeps
+# them going back to back, waiting between rounds lets more messages share each write, so the
+# share of one core spent writing is bounded by FLUSH_SHARE however fast messages come. The
+# budget is a token bucket: up to FLUSH_BURST seconds of writing go out at once, so a room that
+# is busy only in bursts (or not busy) never waits; only sustained load does, once the bucket is
+# empty, and then each round waits (1 - share) / share times its own cost.
+FLUSH_SHARE = 1 / 3
+FLUSH_BURST = 0.05
+# Connections written per event-loop iteration. Between slices the loop reads sockets and
+# finishes commits, so messages that arrive during a long round join the writes not made yet
+# (one frame per connection for the lot) instead of waiting for the next round.
+FLUSH_SLICE = 64
 
 
 class Flusher:
-    """Connections with frames waiting, written out together: once per event-loop iteration,
-    or after a gap proportional to the last round's cost when rounds are large."""
+    """Connections with frames waiting, written out in rounds: one starts on the next
+    event-loop iteration, unless the write budget is spent; see FLUSH_SHARE."""
 
-    __slots__ = ("_dirty", "_loop", "_next_at")
+    __slots__ = ("_cost", "_dirty", "_loop", "_next_at", "_pos", "_refilled", "_round", "_tokens")
 
     def __init__(self) -> None:
-        self._dirty: list[Connection] = []
+        self._dirty: list[Connection] = []  # waiting for the next round
+        self._round: list[Connection] = []  # the round being written, slice by slice
+        self._pos = 0
+        self._cost = 0.0  # CPU time of the round so far
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_at = 0.0
+        self._tokens = FLUSH_BURST
+        self._refilled = 0.0
 
     def mark(self, conn: Connection) -> None:
-        if not self._dirty:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            if loop.time() < self._next_at:
-                loop.call_at(self._next_at, self.flush)
-            else:
-                loop.call_soon(self.flush)
+        if not self._dirty and not self._round:
+            self._schedule()
         self._dirty.append(conn)
 
+    def _schedule(self) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        if loop.time() < self._next_at:
+            loop.call_at(self._next_at, self.flush)
+        else:
+            loop.call_soon(self.flush)
+
     def flush(self) -> None:
+        """Write the next slice of the current round (starting a round if none is under way)."""
+        if not self._round:
+            self._round, self._dirty, self._pos, self._cost = self._dirty, [], 0, 0.0
         # CPU time, not wall time: being preempted by another process is not a cost to amortise.
         started = time.thread_time()
-        dirty, self._dirty = self._dirty, []
-        self._write(dirty)
+        end = self._pos + FLUSH_SLICE
+        self._write(self._round[self._pos : end])
+        self._pos = end
+        self._cost += time.thread_time() - started
         assert self._loop is not None
-        self._next_at = self._loop.time() + (time.thread_time() - started) * FLUSH_GAP_RATIO
+        if end < len(self._round):
+            self._loop.call_soon(self.flush)
+            return
+        self._round = []
+        now = self._loop.time()
+        self._tokens = min(
+            FLUSH_BURST, self._tokens + (now - self._refilled) * FLUSH_SHARE - self._cost
+        )
+        self._refilled = now
+        # In debt: the next round starts when the bucket is back at zero.
+        self._next_at = now - self._tokens / FLUSH_SHARE if self._tokens < 0 else now
+        if self._dirty:
+            self._schedule()
 
-    def _write(self, dirty: list[Connection]) -> None:
+    @staticmethod
+    def _write(dirty: list[Connection]) -> None:
         # Members of one room usually have the very same frames waiting: frame them once.
         last: list[bytes] | None = None
         last_frame = b""

@@ -81,6 +81,10 @@ HSTS = "max-age=31536000"
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if response.status == 101:
+        # A WebSocket upgrade is no document: these headers do nothing there, and the response
+        # (with its headers) stays in memory as long as the socket is open.
+        return
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.secure:

@@ -68,10 +68,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
     writer = await ws.prepare(request)
 
+    sid = await session_id(request) or ""
+    # The request lives as long as the socket: forget what only the upgrade needed (the session
+    # and the cached user), since idle connections are counted by the thousand.
+    request.clear()
+    request._cache.clear()
     conn = Connection(
         ws,
         user,
-        await session_id(request) or "",
+        sid,
         settings.send_queue_size,
         # Frames are written straight to the transport (chat.hub): framed once per message.
         transport=request.transport,
