@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 
 from chat.models import User
+from chat.tasks import TaskSet
 from chat.wire import batch_frame, text_frame
 
 log = logging.getLogger(__name__)
@@ -295,23 +296,14 @@ class Hub:
         self._by_user: dict[int, set[Connection]] = {}
         self.flusher = Flusher()
         self._rooms: dict[str, set[Connection]] = {}
-        # Strong references: the event loop keeps only weak ones to running tasks.
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("background task after a disconnect")
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run follow-up work (announcements after a disconnect) to completion in the background."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        self._tasks.spawn(coro)
 
     async def drain_tasks(self) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
+        await self._tasks.wait()
 
     def __len__(self) -> int:
         return len(self.connections)

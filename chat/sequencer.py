@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +26,7 @@ from chat import protocol
 from chat.db import Store
 from chat.errors import NoSuchRoom
 from chat.hub import Hub
+from chat.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class Sequencer:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._filling: set[str] = set()
         self._fill_again: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("reading missed messages")
 
     async def start(self) -> None:
         """Start from where every room stands now; older messages are the joiners' history."""
@@ -55,10 +54,7 @@ class Sequencer:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
+        await self._tasks.cancel()
 
     def offer(self, room: str, payload: str, seq: int | None) -> None:
         """A frame for the room, from this node or from Redis; never awaits."""
@@ -132,17 +128,7 @@ class Sequencer:
         timer = self._timers.pop(room, None)
         if timer is not None:
             timer.cancel()
-        self._spawn(self._fill(room))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("reading missed messages failed", exc_info=task.exception())
+        self._tasks.spawn(self._fill(room))
 
     async def _fill(self, room: str) -> None:
         """Deliver, from the database, what the room is missing after our last seq."""

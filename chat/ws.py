@@ -238,10 +238,9 @@ class SocketSession:
         message, is_new = await self.store.append_message(
             frame.room, self.conn.user, frame.text, frame.client_id
         )
-        if is_new:
-            self.metrics.messages_in.inc()
         payload = protocol.chat_frame(message)
         if is_new:
+            self.metrics.messages_in.inc()
             await self.broker.publish(frame.room, payload, message.seq)
         else:
             # A resend of something already stored: ack it again to the sender only.
