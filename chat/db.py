@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,12 +156,79 @@ _HISTORY = (
     .order_by(messages.c.seq.desc())
     .limit(bindparam("limit", type_=Integer))
 )
+# Storing a message: these four statements, in one transaction, wherever it is stored (here, or
+# in a group commit, which runs them compiled to SQLite SQL by `Store.sql`).
+_ROOM_ID = select(rooms.c.id).where(rooms.c.name == bindparam("room"))
+_BY_CLIENT_ID = select(messages.c.seq, messages.c.text, messages.c.ts).where(
+    and_(
+        messages.c.room_id == bindparam("room_id"),
+        messages.c.user_id == bindparam("user_id"),
+        messages.c.client_id == bindparam("client_id"),
+    )
+)
+_NEXT_SEQ = (
+    update(rooms)
+    .where(rooms.c.id == bindparam("room_id"))
+    .values(last_seq=rooms.c.last_seq + 1)
+    .returning(rooms.c.last_seq)
+)
+_INSERT_MESSAGE = insert(messages).values(
+    room_id=bindparam("room_id"),
+    seq=bindparam("seq"),
+    user_id=bindparam("user_id"),
+    text=bindparam("text"),
+    ts=bindparam("ts"),
+    client_id=bindparam("client_id"),
+    # Explicit: compiled for the group commit's plain sqlite3, no Python-side default would run.
+    deleted=False,
+)
+# Trim in the same transaction: the room never holds more than the limit.
+_TRIM = messages.delete().where(
+    and_(messages.c.room_id == bindparam("room_id"), messages.c.seq <= bindparam("upto"))
+)
 _READ_MARKERS = (
     select(users.c.username, read_markers.c.seq)
     .join(users, users.c.id == read_markers.c.user_id)
     .join(rooms, rooms.c.id == read_markers.c.room_id)
     .where(rooms.c.name == bindparam("room"))
 )
+
+
+SqlFor = Callable[[Any, dict[str, Any]], tuple[str, tuple[Any, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendStatements:
+    """The statements that store a message, as a function from parameters to (SQL, args) for a
+    plain sqlite3 connection (the group commit's)."""
+
+    room_id: Callable[[str], tuple[str, tuple[Any, ...]]]
+    by_client_id: Callable[[int, int, str], tuple[str, tuple[Any, ...]]]
+    next_seq: Callable[[int], tuple[str, tuple[Any, ...]]]
+    insert: Callable[[int, int, int, str, int, str | None], tuple[str, tuple[Any, ...]]]
+    trim: Callable[[int, int], tuple[str, tuple[Any, ...]]]
+
+    @classmethod
+    def compile(cls, sql: SqlFor) -> AppendStatements:
+        return cls(
+            room_id=lambda room: sql(_ROOM_ID, {"room": room}),
+            by_client_id=lambda room_id, user_id, client_id: sql(
+                _BY_CLIENT_ID, {"room_id": room_id, "user_id": user_id, "client_id": client_id}
+            ),
+            next_seq=lambda room_id: sql(_NEXT_SEQ, {"room_id": room_id}),
+            insert=lambda room_id, seq, user_id, text, ts, client_id: sql(
+                _INSERT_MESSAGE,
+                {
+                    "room_id": room_id,
+                    "seq": seq,
+                    "user_id": user_id,
+                    "text": text,
+                    "ts": ts,
+                    "client_id": client_id,
+                },
+            ),
+            trim=lambda room_id, upto: sql(_TRIM, {"room_id": room_id, "upto": upto}),
+        )
 
 
 def now_ms() -> int:
@@ -218,7 +286,12 @@ class Store:
         if store._write_lock is not None and path and path != ":memory:":
             from chat.groupcommit import GroupCommit
 
-            store._group = GroupCommit(path, history_limit=history_limit, lock=store._write_lock)
+            store._group = GroupCommit(
+                path,
+                AppendStatements.compile(store.sql),
+                history_limit=history_limit,
+                lock=store._write_lock,
+            )
             store._fast = FastReads(path)
         return store
 
@@ -287,7 +360,7 @@ class Store:
     async def user_by_id(self, user_id: int) -> User | None:
         params = {"user_id": user_id}
         if self._fast is not None:  # every upgrade asks: one thread hop on SQLite
-            row = await self._fast.one(*self._sql(_USER_BY_ID, params))
+            row = await self._fast.one(*self.sql(_USER_BY_ID, params))
             return None if row is None else _user(row)
         async with self.engine.connect() as conn:
             row = (await conn.execute(_USER_BY_ID, params)).first()
@@ -371,15 +444,15 @@ class Store:
     async def room_by_name(self, name: str) -> Room | None:
         params = {"room": name}
         if self._fast is not None:  # every join asks
-            row = await self._fast.one(*self._sql(_ROOM_BY_NAME, params))
+            row = await self._fast.one(*self.sql(_ROOM_BY_NAME, params))
             return None if row is None else _room(row)
         async with self.engine.connect() as conn:
             row = (await conn.execute(_ROOM_BY_NAME, params)).first()
         return None if row is None else _room(row)
 
-    def _sql(self, query: Any, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    def sql(self, query: Any, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
         """A Core query as SQLite SQL (compiled once) and its positional parameters, for
-        `FastReads`: the query is still written once, with SQLAlchemy."""
+        `FastReads` and `GroupCommit`: the query is still written once, with SQLAlchemy."""
         hit = self._compiled.get(query)
         if hit is None:
             compiled = query.compile(dialect=self.engine.dialect)
@@ -467,61 +540,37 @@ class Store:
         async with self._write() as conn:
             room_id = await self._room_id(conn, room_name)
             if client_id is not None:
-                existing = await self._by_client_id(conn, room_id, room_name, user, client_id)
-                if existing is not None:
-                    return existing, False
-            seq = (
-                await conn.execute(
-                    update(rooms)
-                    .where(rooms.c.id == room_id)
-                    .values(last_seq=rooms.c.last_seq + 1)
-                    .returning(rooms.c.last_seq)
-                )
-            ).scalar_one()
+                row = (
+                    await conn.execute(
+                        _BY_CLIENT_ID,
+                        {"room_id": room_id, "user_id": user.id, "client_id": client_id},
+                    )
+                ).first()
+                if row is not None:
+                    return Message(
+                        room_name, row.seq, user.username, row.text, row.ts, client_id
+                    ), False
+            seq = (await conn.execute(_NEXT_SEQ, {"room_id": room_id})).scalar_one()
             ts = now_ms()
             await conn.execute(
-                insert(messages).values(
-                    room_id=room_id,
-                    seq=seq,
-                    user_id=user.id,
-                    text=text,
-                    ts=ts,
-                    client_id=client_id,
-                )
+                _INSERT_MESSAGE,
+                {
+                    "room_id": room_id,
+                    "seq": seq,
+                    "user_id": user.id,
+                    "text": text,
+                    "ts": ts,
+                    "client_id": client_id,
+                },
             )
-            # Trim in the same transaction: the room never holds more than the limit.
-            await conn.execute(
-                messages.delete().where(
-                    and_(messages.c.room_id == room_id, messages.c.seq <= seq - self.history_limit)
-                )
-            )
+            await conn.execute(_TRIM, {"room_id": room_id, "upto": seq - self.history_limit})
         return Message(room_name, seq, user.username, text, ts, client_id), True
 
     async def _room_id(self, conn: AsyncConnection, room_name: str) -> int:
-        room_id = (
-            await conn.execute(select(rooms.c.id).where(rooms.c.name == room_name))
-        ).scalar_one_or_none()
+        room_id = (await conn.execute(_ROOM_ID, {"room": room_name})).scalar_one_or_none()
         if room_id is None:
             raise NoSuchRoom(f"There is no room named {room_name!r}.")
         return int(room_id)
-
-    async def _by_client_id(
-        self, conn: AsyncConnection, room_id: int, room_name: str, user: User, client_id: str
-    ) -> Message | None:
-        row = (
-            await conn.execute(
-                select(messages.c.seq, messages.c.text, messages.c.ts).where(
-                    and_(
-                        messages.c.room_id == room_id,
-                        messages.c.user_id == user.id,
-                        messages.c.client_id == client_id,
-                    )
-                )
-            )
-        ).first()
-        if row is None:
-            return None
-        return Message(room_name, row.seq, user.username, row.text, row.ts, client_id)
 
     async def history(self, room_name: str, since: int | None) -> tuple[list[Message], bool, int]:
         """Messages after `since` (or the whole kept history), whether that is everything the
@@ -535,8 +584,8 @@ class Store:
         rows_params = {"room": room_name, "after": after, "limit": self.history_limit}
         rows: Sequence[Any]
         if self._fast is not None:  # every join asks: one thread hop, one snapshot
-            room_sql = self._sql(_ROOM_BY_NAME, room_params)
-            rows_sql = self._sql(_HISTORY, rows_params)
+            room_sql = self.sql(_ROOM_BY_NAME, room_params)
+            rows_sql = self.sql(_HISTORY, rows_params)
             room, rows = await self._fast.run(
                 lambda db: read_transaction(
                     db,
@@ -664,7 +713,7 @@ class Store:
         params = {"room": room_name}
         rows: Sequence[Any]
         if self._fast is not None:  # every join asks
-            sql = self._sql(_READ_MARKERS, params)
+            sql = self.sql(_READ_MARKERS, params)
             rows = await self._fast.run(lambda db: db.execute(*sql).fetchall())
         else:
             async with self.engine.connect() as conn:
@@ -700,13 +749,17 @@ def create_engine(database_url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+# Every writing connection to the SQLite file, SQLAlchemy's and the group commit's alike.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=NORMAL",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=30000",
-    ):
+    for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()

@@ -3,10 +3,10 @@
 SQLite has one writer at a time, and each transaction through SQLAlchemy + aiosqlite costs a
 thread hop per statement. Under load, appends queue here instead; one task takes everything
 queued, and a dedicated thread stores it in a single transaction on its own sqlite3 connection
-(the same statements as `Store.append_message`, one after the other, so seq order is commit
-order). Every sender is acked only after that commit. If the batch fails as a whole, it is
-retried one message per transaction, so a bad message fails alone. The store's write lock is
-held around each batch, so the other writes still take turns with it.
+(the statements of `Store.append_message`, compiled to SQLite SQL once, one after the other, so
+seq order is commit order). Every sender is acked only after that commit. If the batch fails as
+a whole, it is retried one message per transaction, so a bad message fails alone. The store's
+write lock is held around each batch, so the other writes still take turns with it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from chat.db import now_ms
+from chat.db import SQLITE_PRAGMAS, AppendStatements, now_ms
 from chat.errors import NoSuchRoom
 from chat.models import Message, User
 
@@ -40,8 +40,16 @@ class _Append:
 
 
 class GroupCommit:
-    def __init__(self, path: str, *, history_limit: int, lock: asyncio.Lock) -> None:
+    def __init__(
+        self,
+        path: str,
+        statements: AppendStatements,
+        *,
+        history_limit: int,
+        lock: asyncio.Lock,
+    ) -> None:
         self.path = path
+        self.sql = statements
         self.history_limit = history_limit
         self._lock = lock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-commit")
@@ -96,12 +104,7 @@ class GroupCommit:
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in (
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA synchronous=NORMAL",
-                "PRAGMA foreign_keys=ON",
-                "PRAGMA busy_timeout=30000",
-            ):
+            for pragma in SQLITE_PRAGMAS:
                 db.execute(pragma)
             self._db = db
         return self._db
@@ -138,35 +141,22 @@ class GroupCommit:
         return outcomes
 
     def _append(self, db: sqlite3.Connection, item: _Append) -> Outcome:
-        """`Store.append_message`, statement for statement, inside the open transaction."""
-        row = db.execute("SELECT id FROM rooms WHERE name = ?", (item.room,)).fetchone()
+        """`Store.append_message`'s statements, inside the open transaction."""
+        sql = self.sql
+        row = db.execute(*sql.room_id(item.room)).fetchone()
         if row is None:
             return NoSuchRoom(f"There is no room named {item.room!r}.")
         room_id = row[0]
         if item.client_id is not None:
             # A resend (in an earlier batch or earlier in this one) finds the stored copy.
-            found = db.execute(
-                "SELECT seq, text, ts FROM messages"
-                " WHERE room_id = ? AND user_id = ? AND client_id = ?",
-                (room_id, item.user_id, item.client_id),
-            ).fetchone()
+            found = db.execute(*sql.by_client_id(room_id, item.user_id, item.client_id)).fetchone()
             if found is not None:
                 message = Message(
                     item.room, found[0], item.username, found[1], found[2], item.client_id
                 )
                 return message, False
-        (seq,) = db.execute(
-            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (room_id,)
-        ).fetchone()
+        (seq,) = db.execute(*sql.next_seq(room_id)).fetchone()
         ts = now_ms()
-        db.execute(
-            "INSERT INTO messages (room_id, seq, user_id, text, ts, client_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (room_id, seq, item.user_id, item.text, ts, item.client_id),
-        )
-        # Trim in the same transaction: the room never holds more than the limit.
-        db.execute(
-            "DELETE FROM messages WHERE room_id = ? AND seq <= ?",
-            (room_id, seq - self.history_limit),
-        )
+        db.execute(*sql.insert(room_id, seq, item.user_id, item.text, ts, item.client_id))
+        db.execute(*sql.trim(room_id, seq - self.history_limit))
         return Message(item.room, seq, item.username, item.text, ts, item.client_id), True
