@@ -9,7 +9,7 @@ from collections import deque
 from typing import Any
 
 import orjson
-from aiohttp import ClientWebSocketResponse, WSMsgType, web
+from aiohttp import ClientWebSocketResponse, WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestClient
 
 PASSWORD = "correct horse battery"
@@ -102,3 +102,16 @@ async def chat(ws: ClientWebSocketResponse, room: str, text: str, **extra: Any) 
                 return frame
             if frame["type"] == "chat" and frame.get("client_id") == client_id:
                 return frame
+
+
+async def expect_closed_as_too_slow(ws: ClientWebSocketResponse) -> None:
+    """A socket the server gave up on: its backlog, then a close frame that says why (1013),
+    unless even the close frame could not get through and the server dropped the TCP
+    connection."""
+    async with asyncio.timeout(10):
+        msg = await ws.receive()
+        while msg.type is WSMsgType.TEXT:
+            msg = await ws.receive()
+    assert msg.type in {WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR}
+    if msg.type is WSMsgType.CLOSE:
+        assert msg.data == WSCloseCode.TRY_AGAIN_LATER
