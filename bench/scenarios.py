@@ -234,10 +234,6 @@ async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
         await drain(clients, expected, count)
         costs = window.stop()
         delivered = count()
-        dropped = sum(1 for c in clients if c.closed_fut.done())
-        errors = sum(c.errors for c in clients)
-        for c in clients:
-            c.close()
         return {
             "scenario": f"broadcast {rate}/s"
             + (" spread" if shape.spread else "")
@@ -250,14 +246,22 @@ async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
             "delivered": delivered,
             "delivered_per_s": round(in_window / send_wall),
             "delivered_pct": round(100 * delivered / expected, 2) if expected else 0.0,
-            "dropped": dropped,
-            "errors": errors,
-            **percentiles(c.latencies for c in clients if c.latencies is not None),
-            "cpu_s_per_1m": round(costs["server_cpu_s"] / delivered * 1e6, 2)
-            if delivered
-            else None,
-            **costs,
+            **outcome(clients, delivered, costs),
         }
+
+
+def outcome(clients: list[Any], delivered: int, costs: dict[str, Any]) -> dict[str, Any]:
+    """What every load scenario reports of its clients and the server's cost; closes the clients."""
+    result = {
+        "dropped": sum(1 for c in clients if c.closed_fut.done()),
+        "errors": sum(c.errors for c in clients),
+        **percentiles(c.latencies for c in clients if c.latencies is not None),
+        "cpu_s_per_1m": round(costs["server_cpu_s"] / delivered * 1e6, 2) if delivered else None,
+        **costs,
+    }
+    for c in clients:
+        c.close()
+    return result
 
 
 async def ingest(shape: Shape) -> dict[str, Any]:
@@ -289,10 +293,6 @@ async def ingest(shape: Shape) -> dict[str, Any]:
         costs = window.stop()
         acked = sum(c.acks for c in clients)
         delivered = sum(c.chats for c in clients)
-        dropped = sum(1 for c in clients if c.closed_fut.done())
-        errors = sum(c.errors for c in clients)
-        for c in clients:
-            c.close()
         return {
             "scenario": "ingest spread" if shape.spread else "ingest",
             "server": "chat",
@@ -308,13 +308,7 @@ async def ingest(shape: Shape) -> dict[str, Any]:
             "delivered_pct": round(100 * delivered / (sent * shape.ingest_members), 2)
             if sent
             else 0.0,
-            "dropped": dropped,
-            "errors": errors,
-            **percentiles(c.latencies for c in clients if c.latencies is not None),
-            "cpu_s_per_1m": round(costs["server_cpu_s"] / delivered * 1e6, 2)
-            if delivered
-            else None,
-            **costs,
+            **outcome(clients, delivered, costs),
         }
 
 
