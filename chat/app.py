@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_fanout_ctx)
+    app.cleanup_ctx.append(_keep_alive_ctx)
     app.on_shutdown.append(_close_sockets)
 
     app.router.add_routes(auth.routes)
@@ -137,6 +139,16 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         await presence.stop()
         await broker.stop()
         await redis.aclose()
+
+
+async def _keep_alive_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(
+        app[HUB].keep_alive(app[SETTINGS].heartbeat_seconds), name="chat-keep-alive"
+    )
+    yield
+    task.cancel()
+    # wait() rather than await: the task's own CancelledError is expected, ours is not.
+    await asyncio.wait([task])
 
 
 async def _close_sockets(app: web.Application) -> None:

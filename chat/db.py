@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -156,8 +157,9 @@ _HISTORY = (
     .order_by(messages.c.seq.desc())
     .limit(bindparam("limit", type_=Integer))
 )
-# Storing a message: these four statements, in one transaction, wherever it is stored (here, or
-# in a group commit, which runs them compiled to SQLite SQL by `Store.sql`).
+# Storing a message: these statements, in one transaction, wherever it is stored (here, one
+# message at a time, or in a group commit, which runs them compiled to SQLite SQL by
+# `Store.compiled` for a whole batch: one seq bump and one trim per room, one insert of all rows).
 _ROOM_ID = select(rooms.c.id).where(rooms.c.name == bindparam("room"))
 _BY_CLIENT_ID = select(messages.c.seq, messages.c.text, messages.c.ts).where(
     and_(
@@ -166,10 +168,11 @@ _BY_CLIENT_ID = select(messages.c.seq, messages.c.text, messages.c.ts).where(
         messages.c.client_id == bindparam("client_id"),
     )
 )
+# Takes `n` seqs at once; the last one is returned.
 _NEXT_SEQ = (
     update(rooms)
     .where(rooms.c.id == bindparam("room_id"))
-    .values(last_seq=rooms.c.last_seq + 1)
+    .values(last_seq=rooms.c.last_seq + bindparam("n", type_=Integer))
     .returning(rooms.c.last_seq)
 )
 _INSERT_MESSAGE = insert(messages).values(
@@ -194,40 +197,50 @@ _READ_MARKERS = (
 )
 
 
-SqlFor = Callable[[Any, dict[str, Any]], tuple[str, tuple[Any, ...]]]
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A Core statement compiled once to SQLite SQL, for a plain sqlite3 connection (`FastReads`
+    and `GroupCommit`): the statement is still written once, with SQLAlchemy."""
+
+    sql: str
+    names: tuple[str, ...]  # the named parameters, in the order of the SQL's "?"s
+    defaults: dict[str, Any]
+
+    def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        defaults = self.defaults
+        return tuple(params[n] if n in params else defaults[n] for n in self.names)
+
+    def __call__(self, **params: Any) -> tuple[str, tuple[Any, ...]]:
+        """(SQL, positional arguments) for `sqlite3.Connection.execute`."""
+        return self.sql, self.args(params)
+
+    def rows(self) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+        """A fast function from a row's parameters (all of them, defaults included) to its
+        positional arguments, for `executemany`."""
+        if len(self.names) == 1:
+            name = self.names[0]
+            return lambda row: (row[name],)
+        return operator.itemgetter(*self.names)
 
 
 @dataclass(frozen=True, slots=True)
 class AppendStatements:
-    """The statements that store a message, as a function from parameters to (SQL, args) for a
-    plain sqlite3 connection (the group commit's)."""
+    """The statements that store messages, compiled for the group commit's sqlite3 connection."""
 
-    room_id: Callable[[str], tuple[str, tuple[Any, ...]]]
-    by_client_id: Callable[[int, int, str], tuple[str, tuple[Any, ...]]]
-    next_seq: Callable[[int], tuple[str, tuple[Any, ...]]]
-    insert: Callable[[int, int, int, str, int, str | None], tuple[str, tuple[Any, ...]]]
-    trim: Callable[[int, int], tuple[str, tuple[Any, ...]]]
+    room_id: Compiled
+    by_client_id: Compiled
+    next_seq: Compiled
+    insert: Compiled
+    trim: Compiled
 
     @classmethod
-    def compile(cls, sql: SqlFor) -> AppendStatements:
+    def compile(cls, compile: Callable[[Any], Compiled]) -> AppendStatements:
         return cls(
-            room_id=lambda room: sql(_ROOM_ID, {"room": room}),
-            by_client_id=lambda room_id, user_id, client_id: sql(
-                _BY_CLIENT_ID, {"room_id": room_id, "user_id": user_id, "client_id": client_id}
-            ),
-            next_seq=lambda room_id: sql(_NEXT_SEQ, {"room_id": room_id}),
-            insert=lambda room_id, seq, user_id, text, ts, client_id: sql(
-                _INSERT_MESSAGE,
-                {
-                    "room_id": room_id,
-                    "seq": seq,
-                    "user_id": user_id,
-                    "text": text,
-                    "ts": ts,
-                    "client_id": client_id,
-                },
-            ),
-            trim=lambda room_id, upto: sql(_TRIM, {"room_id": room_id, "upto": upto}),
+            room_id=compile(_ROOM_ID),
+            by_client_id=compile(_BY_CLIENT_ID),
+            next_seq=compile(_NEXT_SEQ),
+            insert=compile(_INSERT_MESSAGE),
+            trim=compile(_TRIM),
         )
 
 
@@ -272,7 +285,7 @@ class Store:
         self._group: GroupCommit | None = None
         # ...and the reads every connect makes take one thread hop (chat.fastread).
         self._fast: FastReads | None = None
-        self._compiled: dict[Any, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+        self._compiled: dict[Any, Compiled] = {}
 
     # --- lifecycle ---
 
@@ -288,7 +301,7 @@ class Store:
 
             store._group = GroupCommit(
                 path,
-                AppendStatements.compile(store.sql),
+                AppendStatements.compile(store.compiled),
                 history_limit=history_limit,
                 lock=store._write_lock,
             )
@@ -450,20 +463,21 @@ class Store:
             row = (await conn.execute(_ROOM_BY_NAME, params)).first()
         return None if row is None else _room(row)
 
-    def sql(self, query: Any, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        """A Core query as SQLite SQL (compiled once) and its positional parameters, for
-        `FastReads` and `GroupCommit`: the query is still written once, with SQLAlchemy."""
+    def compiled(self, query: Any) -> Compiled:
+        """A Core query compiled once for this database's dialect (see `Compiled`)."""
         hit = self._compiled.get(query)
         if hit is None:
             compiled = query.compile(dialect=self.engine.dialect)
             # The dialect may add parameters of its own (SQLite: OFFSET with LIMIT).
-            hit = self._compiled[query] = (
-                str(compiled),
-                tuple(compiled.positiontup or ()),
-                dict(compiled.params),
+            hit = self._compiled[query] = Compiled(
+                str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
             )
-        sql, names, defaults = hit
-        return sql, tuple(params[n] if n in params else defaults[n] for n in names)
+        return hit
+
+    def sql(self, query: Any, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        """A Core query as SQLite SQL and its positional parameters (see `Compiled`)."""
+        compiled = self.compiled(query)
+        return compiled.sql, compiled.args(params)
 
     async def list_rooms(self, viewer: User | None = None) -> list[Room]:
         """Every room, or the ones `viewer` may see: public ones and private ones they are in
@@ -537,20 +551,32 @@ class Store:
         """
         if self._group is not None:
             return await self._group.append(room_name, user, text, client_id)
+        for attempt in range(3):
+            try:
+                return await self._append_one(room_name, user, text, client_id)
+            except IntegrityError:
+                if client_id is None or attempt == 2:
+                    raise
+            # The same message (a resend racing its original) was stored meanwhile; this
+            # transaction, seq bump included, was rolled back. Ack the stored copy, or, if it
+            # has already been trimmed from the history, store the message again.
+            async with self.engine.connect() as conn:
+                room_id = await self._room_id(conn, room_name)
+                stored = await self._by_client_id(conn, room_id, room_name, user, client_id)
+            if stored is not None:
+                return stored, False
+        raise AssertionError("unreachable")
+
+    async def _append_one(
+        self, room_name: str, user: User, text: str, client_id: str | None
+    ) -> tuple[Message, bool]:
         async with self._write() as conn:
             room_id = await self._room_id(conn, room_name)
             if client_id is not None:
-                row = (
-                    await conn.execute(
-                        _BY_CLIENT_ID,
-                        {"room_id": room_id, "user_id": user.id, "client_id": client_id},
-                    )
-                ).first()
-                if row is not None:
-                    return Message(
-                        room_name, row.seq, user.username, row.text, row.ts, client_id
-                    ), False
-            seq = (await conn.execute(_NEXT_SEQ, {"room_id": room_id})).scalar_one()
+                stored = await self._by_client_id(conn, room_id, room_name, user, client_id)
+                if stored is not None:
+                    return stored, False
+            seq = (await conn.execute(_NEXT_SEQ, {"room_id": room_id, "n": 1})).scalar_one()
             ts = now_ms()
             await conn.execute(
                 _INSERT_MESSAGE,
@@ -565,6 +591,18 @@ class Store:
             )
             await conn.execute(_TRIM, {"room_id": room_id, "upto": seq - self.history_limit})
         return Message(room_name, seq, user.username, text, ts, client_id), True
+
+    async def _by_client_id(
+        self, conn: AsyncConnection, room_id: int, room_name: str, user: User, client_id: str
+    ) -> Message | None:
+        row = (
+            await conn.execute(
+                _BY_CLIENT_ID, {"room_id": room_id, "user_id": user.id, "client_id": client_id}
+            )
+        ).first()
+        if row is None:
+            return None
+        return Message(room_name, row.seq, user.username, row.text, row.ts, client_id)
 
     async def _room_id(self, conn: AsyncConnection, room_name: str) -> int:
         room_id = (await conn.execute(_ROOM_ID, {"room": room_name})).scalar_one_or_none()

@@ -54,6 +54,8 @@ class GroupCommit:
         self._lock = lock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-commit")
         self._db: sqlite3.Connection | None = None  # used only on the executor's thread
+        self._room_ids: dict[str, int] = {}
+        self._row = statements.insert.rows()
         self._queue: list[_Append] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -118,7 +120,7 @@ class GroupCommit:
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE")
-            outcomes = [self._append(db, item) for item in batch]
+            outcomes = self._store(db, batch)
             db.execute("COMMIT")
             return outcomes
         except sqlite3.Error:
@@ -132,7 +134,7 @@ class GroupCommit:
         for item in batch:
             try:
                 db.execute("BEGIN IMMEDIATE")
-                outcomes.append(self._append(db, item))
+                outcomes.extend(self._store(db, [item]))
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:
@@ -140,23 +142,82 @@ class GroupCommit:
                 outcomes.append(exc)
         return outcomes
 
-    def _append(self, db: sqlite3.Connection, item: _Append) -> Outcome:
-        """`Store.append_message`'s statements, inside the open transaction."""
+    def _store(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
+        """`Store.append_message` for a whole batch, inside the open transaction: each resend
+        finds its stored copy; then per room one seq bump for all its new messages (seq order
+        is batch order), one insert of every row, and one trim per room."""
         sql = self.sql
-        row = db.execute(*sql.room_id(item.room)).fetchone()
-        if row is None:
-            return NoSuchRoom(f"There is no room named {item.room!r}.")
-        room_id = row[0]
-        if item.client_id is not None:
-            # A resend (in an earlier batch or earlier in this one) finds the stored copy.
-            found = db.execute(*sql.by_client_id(room_id, item.user_id, item.client_id)).fetchone()
-            if found is not None:
-                message = Message(
-                    item.room, found[0], item.username, found[1], found[2], item.client_id
-                )
-                return message, False
-        (seq,) = db.execute(*sql.next_seq(room_id)).fetchone()
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        fresh: dict[int, list[int]] = {}  # room id -> positions of its new messages
+        first: dict[tuple[int, int, str], int] = {}  # a client_id's first position here
+        resent: list[tuple[int, int]] = []  # (position, position of the same message here)
+        for i, item in enumerate(batch):
+            room_id = self._room_id(db, item.room)
+            if room_id is None:
+                outcomes[i] = NoSuchRoom(f"There is no room named {item.room!r}.")
+                continue
+            if item.client_id is not None:
+                key = (room_id, item.user_id, item.client_id)
+                if key in first:
+                    resent.append((i, first[key]))
+                    continue
+                found = db.execute(
+                    *sql.by_client_id(
+                        room_id=room_id, user_id=item.user_id, client_id=item.client_id
+                    )
+                ).fetchone()
+                if found is not None:
+                    outcomes[i] = (
+                        Message(
+                            item.room, found[0], item.username, found[1], found[2], item.client_id
+                        ),
+                        False,
+                    )
+                    continue
+                first[key] = i
+            fresh.setdefault(room_id, []).append(i)
         ts = now_ms()
-        db.execute(*sql.insert(room_id, seq, item.user_id, item.text, ts, item.client_id))
-        db.execute(*sql.trim(room_id, seq - self.history_limit))
-        return Message(item.room, seq, item.username, item.text, ts, item.client_id), True
+        rows = []
+        for room_id, positions in fresh.items():
+            (last,) = db.execute(*sql.next_seq(room_id=room_id, n=len(positions))).fetchone()
+            for seq, i in enumerate(positions, last - len(positions) + 1):
+                item = batch[i]
+                outcomes[i] = (
+                    Message(item.room, seq, item.username, item.text, ts, item.client_id),
+                    True,
+                )
+                rows.append(
+                    self._row(
+                        {
+                            "room_id": room_id,
+                            "seq": seq,
+                            "user_id": item.user_id,
+                            "text": item.text,
+                            "ts": ts,
+                            "client_id": item.client_id,
+                            "deleted": False,
+                        }
+                    )
+                )
+        if rows:
+            db.executemany(sql.insert.sql, rows)
+        for room_id, positions in fresh.items():
+            last = outcomes[positions[-1]]
+            assert isinstance(last, tuple)
+            db.execute(*sql.trim(room_id=room_id, upto=last[0].seq - self.history_limit))
+        for i, j in resent:
+            stored = outcomes[j]
+            outcomes[i] = (stored[0], False) if isinstance(stored, tuple) else stored
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(batch)
+        return done
+
+    def _room_id(self, db: sqlite3.Connection, room: str) -> int | None:
+        # Rooms are never deleted or renamed: an id once read stays right.
+        room_id = self._room_ids.get(room)
+        if room_id is None:
+            row = db.execute(*self.sql.room_id(room=room)).fetchone()
+            if row is None:
+                return None
+            room_id = self._room_ids[room] = int(row[0])
+        return room_id

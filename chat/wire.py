@@ -9,6 +9,8 @@ unambiguous separator and each part is still one complete JSON document.
 from __future__ import annotations
 
 _TEXT = 0x81  # FIN + opcode 1 (text)
+# FIN + opcode 9 (ping), no payload: the peer must answer with a pong.
+PING_FRAME = b"\x89\x00"
 
 
 def text_frame(data: bytes) -> bytes:

@@ -58,7 +58,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": "5"},
         )
     ws = web.WebSocketResponse(
-        heartbeat=settings.heartbeat_seconds,
+        # Liveness is the hub's (Hub.keep_alive): aiohttp's heartbeat re-arms a timer per
+        # socket on every frame received. So pings and pongs come to the read loop below.
+        heartbeat=None,
+        autoping=False,
         max_msg_size=settings.max_frame_bytes,
         # Compression would cost one deflate per recipient per frame and defeat encode-once.
         compress=False,
@@ -93,9 +96,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     try:
         await request.app[PRESENCE].changed()
         async for msg in ws:
+            conn.heard = True
             if msg.type is WSMsgType.TEXT:
                 await socket.handle(msg.data)
                 await _let_writer_catch_up(conn, ws)
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
                 break
@@ -160,7 +166,7 @@ class SocketSession:
         self.metrics = app[METRICS]
 
     async def handle(self, data: str) -> None:
-        self.metrics.frames_in.inc()
+        self.hub.stats.frames_in += 1
         try:
             frame = protocol.parse(data, max_text_chars=self.settings.max_text_chars)
             await self.dispatch(frame)
@@ -240,7 +246,7 @@ class SocketSession:
         )
         payload = protocol.chat_frame(message)
         if is_new:
-            self.metrics.messages_in.inc()
+            self.hub.stats.messages_in += 1
             await self.broker.publish(frame.room, payload, message.seq)
         else:
             # A resend of something already stored: ack it again to the sender only.

@@ -77,6 +77,36 @@ async def test_a_resend_with_the_same_client_id_is_stored_once(store: Store) -> 
     assert other_new and other.seq == first.seq + 1
 
 
+async def test_appends_at_the_same_time_are_stored_as_if_one_by_one(store: Store) -> None:
+    """On SQLite they share one group commit (one seq bump and one trim per room, one insert):
+    still gap-free seqs per room, a resend inside the same batch stored once, the history limit
+    kept, and a bad room failing alone."""
+    alice = await make_user(store, "alice")
+    await store.create_room("other", creator_id=None)
+    rooms_sent = ["other" if i % 3 == 0 else "general" for i in range(12)]
+    calls = [store.append_message(r, alice, f"m{i}", f"c{i}") for i, r in enumerate(rooms_sent)]
+    # Resent at once, into the room that keeps all of its messages.
+    calls.append(store.append_message("other", alice, "m0", "c0"))
+    calls.append(store.append_message("nowhere", alice, "lost", None))
+    *outcomes, lost = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(lost, NoSuchRoom)
+    results = [r for r in outcomes if isinstance(r, tuple)]
+    assert len(results) == 13, [r for r in outcomes if not isinstance(r, tuple)]
+    (original, original_new), (resend, resend_new) = results[0], results[-1]
+    # Stored once; exactly one of the two is new (on PostgreSQL the resend may win the race).
+    assert resend == original and original_new != resend_new
+    stored = [m for m, _ in results[:-1]]
+    for room, count in (("general", 8), ("other", 4)):
+        seqs = [m.seq for m in stored if m.room == room]
+        if store.is_sqlite:  # one batch: seq order is the order they were sent in
+            assert seqs == list(range(1, count + 1))
+        assert sorted(seqs) == list(range(1, count + 1))
+    kept, complete, last = await store.history("general", None)
+    assert last == 8 and not complete
+    in_general = sorted((m for m in stored if m.room == "general"), key=lambda m: m.seq)
+    assert [m.text for m in kept] == [m.text for m in in_general[-LIMIT:]]
+
+
 async def test_read_markers_only_move_forward_and_count_unread(store: Store) -> None:
     alice, bob = await make_user(store, "alice"), await make_user(store, "bob")
     for i in range(4):
