@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp_jinja2
-import aiohttp_session
 import jinja2
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
@@ -53,18 +52,15 @@ def create_app(settings: Settings) -> web.Application:
 
     # Order matters: the session wraps the error pages (so they can show who is logged in), and
     # the CSRF check needs the session.
-    aiohttp_session.setup(
-        app,
-        EncryptedCookieStorage(
-            settings.secret_key,
-            cookie_name="chat_session",
-            max_age=settings.session_max_age,
-            httponly=True,
-            samesite="Lax",
-            secure=settings.cookie_secure,
-        ),
+    storage = EncryptedCookieStorage(
+        settings.secret_key,
+        cookie_name="chat_session",
+        max_age=settings.session_max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.cookie_secure,
     )
-    app.middlewares.extend([error_pages, auth.csrf_protect])
+    app.middlewares.extend([auth.sessions(storage), error_pages, auth.csrf_protect])
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

@@ -12,15 +12,24 @@ import hmac
 import logging
 import math
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
-from aiohttp_session import Session, get_session, new_session
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp_session import (
+    STORAGE_KEY,
+    AbstractStorage,
+    Session,
+    get_session,
+    new_session,
+    session_middleware,
+)
 
 from chat.broker import CloseSockets
 from chat.errors import ChatError
 from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, STORE
+from chat.middlewares import is_socket
 from chat.models import User
 from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
 from chat.render import render
@@ -90,22 +99,45 @@ async def csrf_token(request: web.Request) -> str:
     return token
 
 
+def sessions(storage: AbstractStorage) -> Middleware:
+    """aiohttp-session's middleware, except on /ws. Around a page it waits for the handler to
+    save a changed session into the response's cookie; a socket's session is only read, and
+    its 101 can carry no cookie later, so there the storage is all `get_session` needs (and a
+    plain function keeps no frame for the socket's life: see chat.middlewares)."""
+    pages = session_middleware(storage)
+
+    @web.middleware
+    def middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if is_socket(request):
+            request[STORAGE_KEY] = storage
+            return handler(request)
+        return pages(request, handler)
+
+    return middleware
+
+
 @web.middleware
-async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
+def csrf_protect(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Every state-changing form carries the session's CSRF token; anything else is refused."""
     if request.method in {"POST", "PUT", "PATCH", "DELETE"}:
-        form = await request.post()
-        sent = form.get(CSRF_FIELD)
-        expected = (await get_session(request)).get(CSRF)
-        if (
-            not isinstance(sent, str)
-            or not isinstance(expected, str)
-            or not hmac.compare_digest(sent, expected)
-        ):
-            raise web.HTTPForbidden(
-                text="The form's security token is missing or out of date. "
-                "Go back, reload the page and try again."
-            )
+        return _csrf_checked(request, handler)
+    # Safe methods (the /ws upgrade is a GET) go straight through, leaving no frame behind.
+    return handler(request)
+
+
+async def _csrf_checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+    form = await request.post()
+    sent = form.get(CSRF_FIELD)
+    expected = (await get_session(request)).get(CSRF)
+    if (
+        not isinstance(sent, str)
+        or not isinstance(expected, str)
+        or not hmac.compare_digest(sent, expected)
+    ):
+        raise web.HTTPForbidden(
+            text="The form's security token is missing or out of date. "
+            "Go back, reload the page and try again."
+        )
     return await handler(request)
 
 

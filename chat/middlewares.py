@@ -1,10 +1,17 @@
 """The HTTP edge: domain errors and HTTP errors become rendered pages, in one place; every
-response carries the security headers."""
+response carries the security headers.
+
+A middleware with nothing to do for a request is a plain function that returns the handler's own
+coroutine instead of awaiting it: an `async def` middleware would keep a suspended frame for as
+long as the handler runs, which for /ws is the socket's whole life, and idle sockets are counted
+by the thousand.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -48,12 +55,21 @@ async def _error_page(request: web.Request, status: int, message: str) -> web.Re
     )
 
 
+def is_socket(request: web.BaseRequest) -> bool:
+    """The WebSocket endpoint: its requests last as long as the socket."""
+    return request.path == "/ws"
+
+
 @web.middleware
-async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+def error_pages(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Turn errors into pages rendered from templates; never show a traceback."""
-    if request.path == "/ws":
+    if is_socket(request):
         # The socket's refusals are plain text before the upgrade, error frames after it.
-        return await handler(request)
+        return handler(request)
+    return _error_pages(request, handler)
+
+
+async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
