@@ -50,8 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     # Alembic narrates every plugin it loads at INFO; its warnings are what matter.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # aiohttp-session keys its storage with a plain string, which aiohttp now warns about.
-    warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
+    # aiohttp-session keys its storage with a plain string, which aiohttp now warns about
+    # (chat.auth.sessions uses that key too).
+    warnings.filterwarnings(
+        "ignore", category=NotAppKeyWarning, module=r"aiohttp_session|chat\.auth"
+    )
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "create-user":

@@ -22,7 +22,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, KeysView
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,13 +148,12 @@ class Connection:
     drain: Callable[[], Awaitable[None]] | None = None
     id: int = field(default_factory=lambda: next(_ids))
     connected_at: float = field(default_factory=time.time)
-    rooms: set[str] = field(default_factory=set)
     # Rooms being joined: live frames held back until the history has been sent.
     joining: dict[str, list[tuple[int | None, bytes]]] = field(default_factory=dict)
-    # Per room, the highest seq this socket has been given: with several nodes a message can
-    # reach the hub after the joiner's history already held it, and must not arrive twice. (On
-    # one node too: a message is committed before it is published, so a join can read it in
-    # the history and then see it published.)
+    # The rooms joined (see `rooms`), each with the highest seq this socket has been given:
+    # with several nodes a message can reach the hub after the joiner's history already held
+    # it, and must not arrive twice. (On one node too: a message is committed before it is
+    # published, so a join can read it in the history and then see it published.)
     seen: dict[str, int] = field(default_factory=dict)
     closing: bool = False
     # Liveness (see `Hub.keep_alive`): a frame came in since the last check, and how many
@@ -170,6 +169,12 @@ class Connection:
     _drainer: asyncio.Task[None] | None = None
     _closer: asyncio.Task[None] | None = None
     stats: HubStats = field(default_factory=HubStats)
+
+    @property
+    def rooms(self) -> KeysView[str]:
+        """The rooms joined (not those still being joined). A view of `seen` rather than a set
+        of its own: one container less per connection."""
+        return self.seen.keys()
 
     @property
     def username(self) -> str:
@@ -360,15 +365,14 @@ class Hub:
         left = sorted(conn.rooms | conn.joining.keys())
         for room in left:
             self._discard(room, conn)
-        conn.rooms.clear()
+        conn.seen.clear()
         conn.joining.clear()
         return left
 
     def begin_join(self, conn: Connection, room: str) -> None:
         """Start receiving the room's frames, held back until `finish_join`."""
-        if room in conn.rooms:
-            # A re-join (the client saw a gap): hold frames back again until the new history.
-            conn.rooms.discard(room)
+        # A re-join (the client saw a gap) holds frames back again until the new history.
+        conn.seen.pop(room, None)
         conn.joining[room] = []
         self._rooms.setdefault(room, set()).add(conn)
 
@@ -376,9 +380,8 @@ class Hub:
         held = conn.joining.pop(room, None)
         if held is None:  # left (or was closed) while the history was being read
             return
-        conn.rooms.add(room)
+        conn.seen[room] = last_seq  # joined
         conn.send(history)
-        conn.seen[room] = last_seq
         for seq, payload in held:
             if seq is None or seq > conn.seen[room]:
                 conn.send(payload)
@@ -388,7 +391,6 @@ class Hub:
     def leave(self, conn: Connection, room: str) -> bool:
         """Take a connection out of a room; False if it was not in it."""
         was_in = room in conn.rooms or room in conn.joining
-        conn.rooms.discard(room)
         conn.joining.pop(room, None)
         conn.seen.pop(room, None)
         self._discard(room, conn)
