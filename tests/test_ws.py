@@ -464,3 +464,53 @@ async def test_logout_closes_that_sessions_sockets(client: Client) -> None:
         msg = await ws.receive(timeout=5)
         assert msg.type is WSMsgType.CLOSE
         assert msg.data == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
+def _awaiting(task: asyncio.Task[Any]) -> list[Any]:
+    """The coroutines a task is suspended in, outermost first."""
+    chain = []
+    coro: Any = task.get_coro()
+    while coro is not None and hasattr(coro, "cr_frame"):
+        chain.append(coro)
+        coro = coro.cr_await
+    return chain
+
+
+def _socket_handler_chain() -> list[Any]:
+    from chat.ws import websocket
+
+    for task in asyncio.all_tasks():
+        chain = _awaiting(task)
+        if any(c.cr_code is websocket.__code__ for c in chain):
+            return chain
+    raise AssertionError("no task is running the /ws handler")
+
+
+async def test_an_open_socket_keeps_no_middleware_frame_and_no_upgrade_leftovers(
+    client: Client,
+) -> None:
+    """Idle sockets are counted by the thousand: while one is open, nothing that only served
+    its upgrade stays in memory (see chat.middlewares and chat.ws.forget_upgrade)."""
+    async with client.ws_connect("/ws") as ws:
+        await join(ws, "general")
+        chain = _socket_handler_chain()
+        modules = [c.cr_frame.f_globals["__name__"] for c in chain]
+        assert "chat.ws" in modules
+        assert not {"chat.middlewares", "chat.auth", "aiohttp_session"} & set(modules), modules
+        handler = next(c for c in chain if c.cr_frame.f_globals["__name__"] == "chat.ws")
+        request = handler.cr_frame.f_locals["request"]
+        assert len(request) == 0  # the session and the cached user
+        # aiohttp's HTTP parser (a private attribute: if aiohttp renames it, this says so).
+        assert request.protocol._parser is None
+        # ...and the socket works as before.
+        assert (await chat(ws, "general", "still here"))["text"] == "still here"
+
+
+async def test_tabs_of_one_person_share_one_user_record(
+    client: Client, app: web.Application
+) -> None:
+    async with client.ws_connect("/ws") as a, client.ws_connect("/ws") as b:
+        await join(a, "general")
+        await join(b, "general")
+        first, second = app[HUB].connections.values()
+        assert first.user is second.user
