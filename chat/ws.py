@@ -61,6 +61,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             text=f"At most {settings.max_connections_per_user} open connections per user.",
             headers={"Retry-After": "5"},
         )
+    # A person's tabs share one User record rather than each holding its own copy.
+    user = next((tab.user for tab in tabs if tab.user == user), user)
     ws = web.WebSocketResponse(
         # Liveness is the hub's (Hub.keep_alive): aiohttp's heartbeat re-arms a timer per
         # socket on every frame received. So pings and pongs come to the read loop below.
@@ -71,8 +73,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         compress=False,
         timeout=5.0,
     )
-    # A person's tabs share one User record rather than each holding its own copy.
-    user = next((tab.user for tab in tabs if tab.user == user), user)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
     writer = await ws.prepare(request)
