@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
-from chat import logs, tls
+from chat import gctune, logs, tls
 from chat.app import create_app
 from chat.db import Store
 from chat.errors import ChatError
@@ -104,8 +104,10 @@ def _log_serving(settings: Settings, port: int, workers: int) -> None:
 def _run_app(
     settings: Settings, sock: socket.socket | None, ssl_context: ssl.SSLContext | None
 ) -> None:
+    app = create_app(settings)
+    app.on_startup.append(gctune.tune_after_startup)
     web.run_app(
-        create_app(settings),
+        app,
         loop=_event_loop(),
         host=None if sock else settings.host,
         port=None if sock else settings.port,
