@@ -1,12 +1,19 @@
-"""Group commit of chat messages on SQLite: many appends, one transaction, one thread hop.
+"""Group commit of chat messages on SQLite: many appends, one transaction.
 
-SQLite has one writer at a time, and each transaction through SQLAlchemy + aiosqlite costs a
-thread hop per statement. Under load, appends queue here instead; one task takes everything
-queued, and a dedicated thread stores it in a single transaction on its own sqlite3 connection
-(the statements of `Store.append_message`, compiled to SQLite SQL once, one after the other, so
-seq order is commit order). Every sender is acked only after that commit. If the batch fails as
-a whole, it is retried one message per transaction, so a bad message fails alone. The store's
-write lock is held around each batch, so the other writes still take turns with it.
+Under load, appends queue here; one task takes everything queued and stores it in a single
+transaction on its own sqlite3 connection: per room one seq bump for all its new messages (so
+seq order is batch order), one insert of every row and one trim (the statements of
+`Store.append_message`, compiled to SQLite SQL once). Every sender is acked only after that
+commit. If the batch fails as a whole, it is retried one message per transaction, so a bad
+message fails alone. The store's write lock is held around each batch, so the other writes still
+take turns with it.
+
+The transaction runs on the event loop thread: it is CPU work of a few microseconds per message
+(WAL, synchronous=NORMAL: a commit does not wait for the disk), and the server runs on one core,
+where a thread only adds hand-offs of the GIL. What can wait is kept off the loop: the WAL
+checkpoint (which does sync to disk) runs on a thread every CHECKPOINT_EVERY messages, and when
+another process holds SQLite's write lock (a CLI command, another worker), the batch waits for it
+on that thread.
 """
 
 from __future__ import annotations
@@ -25,6 +32,12 @@ log = logging.getLogger(__name__)
 
 # Bounds one transaction (and so how long the other writers wait for the lock).
 MAX_BATCH = 1000
+# Messages stored between two WAL checkpoints (SQLite's own default is about 1000 pages).
+CHECKPOINT_EVERY = 2000
+# How long BEGIN waits for another process's write lock on the event loop before handing the
+# batch to the thread, which waits as long as the store's other connections do.
+LOOP_BUSY_MS = 20
+PATIENT_BUSY_MS = 30_000
 
 Outcome = tuple[Message, bool] | Exception
 
@@ -53,7 +66,10 @@ class GroupCommit:
         self.history_limit = history_limit
         self._lock = lock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-commit")
-        self._db: sqlite3.Connection | None = None  # used only on the executor's thread
+        self._db: sqlite3.Connection | None = None
+        self._checkpoint_db: sqlite3.Connection | None = None  # used only on the thread
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._since_checkpoint = 0
         self._room_ids: dict[str, int] = {}
         self._row = statements.insert.rows()
         self._queue: list[_Append] = []
@@ -80,19 +96,24 @@ class GroupCommit:
         for item in self._queue:
             item.future.cancel()
         self._queue = []
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._disconnect)
+        await loop.run_in_executor(self._executor, self._disconnect_checkpointer)
         self._executor.shutdown(wait=True)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 async with self._lock:
-                    outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
+                    outcomes = await self._store_batch(batch)
+                self._after_commit(len(batch))
                 for item, outcome in zip(batch, outcomes, strict=True):
                     if item.future.done():  # its sender went away meanwhile
                         continue
@@ -101,25 +122,42 @@ class GroupCommit:
                     else:
                         item.future.set_result(outcome)
 
-    # --- on the commit thread ---
+    async def _store_batch(self, batch: list[_Append]) -> list[Outcome]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # "database is locked": another process is writing
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._commit_patiently, db, batch)
+        return self._commit(db, batch)
+
+    def _after_commit(self, stored: int) -> None:
+        self._since_checkpoint += stored
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpoint is None:
+            self._since_checkpoint = 0
+            loop = asyncio.get_running_loop()
+            self._checkpoint = loop.run_in_executor(self._executor, self._checkpoint_wal)
+            self._checkpoint.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, future: asyncio.Future[None]) -> None:
+        self._checkpoint = None
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("WAL checkpoint failed: %s", future.exception())
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             for pragma in SQLITE_PRAGMAS:
                 db.execute(pragma)
+            db.execute(f"PRAGMA busy_timeout={LOOP_BUSY_MS}")
+            # Checkpoints are ours to run, on the thread (see the module docstring).
+            db.execute("PRAGMA wal_autocheckpoint=0")
             self._db = db
         return self._db
 
-    def _disconnect(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def _commit(self, batch: list[_Append]) -> list[Outcome]:
-        db = self._connection()
+    def _commit(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
+        """Store the batch in the transaction just begun, or one by one if that fails."""
         try:
-            db.execute("BEGIN IMMEDIATE")
             outcomes = self._store(db, batch)
             db.execute("COMMIT")
             return outcomes
@@ -141,6 +179,31 @@ class GroupCommit:
                     db.execute("ROLLBACK")
                 outcomes.append(exc)
         return outcomes
+
+    # --- on the thread ---
+
+    def _commit_patiently(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
+        db.execute(f"PRAGMA busy_timeout={PATIENT_BUSY_MS}")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return self._commit(db, batch)
+        except sqlite3.Error as exc:
+            return [exc] * len(batch)
+        finally:
+            db.execute(f"PRAGMA busy_timeout={LOOP_BUSY_MS}")
+
+    def _checkpoint_wal(self) -> None:
+        if self._checkpoint_db is None:
+            self._checkpoint_db = sqlite3.connect(self.path, isolation_level=None)
+        # PASSIVE: copies what it can without ever making a writer wait.
+        self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _disconnect_checkpointer(self) -> None:
+        if self._checkpoint_db is not None:
+            self._checkpoint_db.close()
+            self._checkpoint_db = None
+
+    # --- storing, on whichever thread holds the transaction ---
 
     def _store(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
         """`Store.append_message` for a whole batch, inside the open transaction: each resend
