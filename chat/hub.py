@@ -65,26 +65,54 @@ FLUSH_SLICE = 64
 
 class Flusher:
     """Connections with frames waiting, written out in rounds: one starts on the next
-    event-loop iteration, unless the write budget is spent; see FLUSH_SHARE."""
+    event-loop iteration, unless the write budget is spent; see FLUSH_SHARE. Before each slice,
+    what was published to rooms meanwhile is handed to their members (`expand`)."""
 
-    __slots__ = ("_cost", "_dirty", "_loop", "_next_at", "_pos", "_refilled", "_round", "_tokens")
+    __slots__ = (
+        "_cost",
+        "_dirty",
+        "_loop",
+        "_next_at",
+        "_pos",
+        "_refilled",
+        "_rooms",
+        "_round",
+        "_scheduled",
+        "_tokens",
+    )
 
     def __init__(self) -> None:
         self._dirty: list[Connection] = []  # waiting for the next round
         self._round: list[Connection] = []  # the round being written, slice by slice
+        self._rooms: list[Room] = []  # rooms with documents not handed out yet
         self._pos = 0
         self._cost = 0.0  # CPU time of the round so far
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
         self._next_at = 0.0
         self._tokens = FLUSH_BURST
         self._refilled = 0.0
 
     def mark(self, conn: Connection) -> None:
-        if not self._dirty and not self._round:
-            self._schedule()
         self._dirty.append(conn)
+        self._wake()
 
-    def _schedule(self) -> None:
+    def mark_room(self, room: Room) -> None:
+        self._rooms.append(room)
+        self._wake()
+
+    def expand(self) -> None:
+        """Hand every room's new documents to its members. A room's documents are collected
+        until the next slice, so a burst costs each member one call, not one per message."""
+        while self._rooms:
+            rooms, self._rooms = self._rooms, []
+            for room in rooms:
+                room.hand_out()
+
+    def _wake(self) -> None:
+        if self._scheduled:
+            return
+        self._scheduled = True
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -95,6 +123,7 @@ class Flusher:
 
     def flush(self) -> None:
         """Write the next slice of the current round (starting a round if none is under way)."""
+        self.expand()
         if not self._round:
             self._round, self._dirty, self._pos, self._cost = self._dirty, [], 0, 0.0
         # perf_counter, not thread_time: this runs once per slice, and thread_time is a system
@@ -116,8 +145,9 @@ class Flusher:
         self._refilled = now
         # In debt: the next round starts when the bucket is back at zero.
         self._next_at = now - self._tokens / FLUSH_SHARE if self._tokens < 0 else now
-        if self._dirty:
-            self._schedule()
+        self._scheduled = False
+        if self._dirty or self._rooms:
+            self._wake()
 
     @staticmethod
     def _write(dirty: list[Connection]) -> None:
@@ -131,6 +161,37 @@ class Flusher:
             else:
                 last = pending
                 last_frame = conn.write_pending(None)
+
+
+class Room:
+    """A room's connections here, and what was published to it since its members were last
+    handed their documents."""
+
+    __slots__ = ("inbox", "members", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: set[Connection] = set()
+        self.inbox: list[tuple[int | None, bytes]] = []
+
+    def hand_out(self) -> None:
+        docs, self.inbox = self.inbox, []
+        if not docs or not self.members:
+            return
+        datas = [data for _, data in docs]
+        seqs = [seq for seq, _ in docs if seq is not None]
+        # Members usually take the lot at once; only when the seqs are in order can "newer
+        # than what this member has seen" be checked for the lot at once.
+        in_order = all(a < b for a, b in itertools.pairwise(seqs))
+        first, last = (seqs[0], seqs[-1]) if seqs and in_order else (None, None)
+        frame = text_frame(datas[0]) if len(datas) == 1 else None
+        # Copy: a full queue closes a connection, which must not change the set mid-iteration.
+        for conn in tuple(self.members):
+            if in_order:
+                conn.take(self.name, docs, datas, first, last, frame)
+            else:
+                for seq, data in docs:
+                    conn.deliver(self.name, data, None, seq)
 
 
 @dataclass(eq=False, slots=True)
@@ -193,6 +254,9 @@ class Connection:
 
     def send(self, payload: str | bytes) -> None:
         """Queue a frame for this connection; never blocks, never awaits."""
+        if self._flusher is not None:
+            # What rooms were given before this goes before it.
+            self._flusher.expand()
         self.send_encoded(payload.encode() if isinstance(payload, str) else payload, None)
 
     def send_encoded(self, data: bytes, frame: bytes | None) -> None:
@@ -218,6 +282,39 @@ class Connection:
         # The frame that did not fit is dropped too; the client resumes with `since`.
         self.stats.frames_dropped += 1
         self.close_soon(WSCloseCode.TRY_AGAIN_LATER, "too slow: reconnect and resume")
+
+    def take(
+        self,
+        room: str,
+        docs: list[tuple[int | None, bytes]],
+        datas: list[bytes],
+        first: int | None,
+        last: int | None,
+        frame: bytes | None,
+    ) -> None:
+        """A room's new documents (seqs in order, `first` to `last`), all at once; `frame` is
+        the shared frame of a single one."""
+        if self.closing:
+            self.stats.frames_dropped += len(datas)
+            return
+        pending = self.pending
+        if (
+            room in self.joining
+            or (first is not None and first <= self.seen.get(room, 0))
+            or len(pending) + len(datas) > self.queue_limit
+        ):
+            for seq, data in docs:  # one by one: held, partly seen, or overflowing
+                self.deliver(room, data, frame, seq)
+            return
+        if last is not None:
+            self.seen[room] = last
+        self.stats.frames_out += len(datas)
+        if not pending:
+            self._single = frame
+        pending += datas
+        if not self._dirty and self._drainer is None and self._flusher is not None:
+            self._dirty = True
+            self._flusher.mark(self)
 
     def deliver(self, room: str, data: bytes, frame: bytes | None, seq: int | None) -> None:
         held = self.joining.get(room)
@@ -326,7 +423,7 @@ class Hub:
         # user id -> that user's connections here: the per-user cap is checked on every upgrade.
         self._by_user: dict[int, set[Connection]] = {}
         self.flusher = Flusher()
-        self._rooms: dict[str, set[Connection]] = {}
+        self._rooms: dict[str, Room] = {}
         self._tasks = TaskSet("background task after a disconnect")
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -371,12 +468,17 @@ class Hub:
 
     def begin_join(self, conn: Connection, room: str) -> None:
         """Start receiving the room's frames, held back until `finish_join`."""
+        self.flusher.expand()  # what was published before is not for the joiner
         # A re-join (the client saw a gap) holds frames back again until the new history.
         conn.seen.pop(room, None)
         conn.joining[room] = []
-        self._rooms.setdefault(room, set()).add(conn)
+        members = self._rooms.get(room)
+        if members is None:
+            members = self._rooms[room] = Room(room)
+        members.members.add(conn)
 
     def finish_join(self, conn: Connection, room: str, history: str, last_seq: int) -> None:
+        self.flusher.expand()  # everything published so far is held, or in the history
         held = conn.joining.pop(room, None)
         if held is None:  # left (or was closed) while the history was being read
             return
@@ -390,6 +492,7 @@ class Hub:
 
     def leave(self, conn: Connection, room: str) -> bool:
         """Take a connection out of a room; False if it was not in it."""
+        self.flusher.expand()  # what was published before it left is still for it
         was_in = room in conn.rooms or room in conn.joining
         conn.joining.pop(room, None)
         conn.seen.pop(room, None)
@@ -397,32 +500,33 @@ class Hub:
         return was_in
 
     def _discard(self, room: str, conn: Connection) -> None:
-        members = self._rooms.get(room)
-        if members is not None:
-            members.discard(conn)
-            if not members:
+        found = self._rooms.get(room)
+        if found is not None:
+            found.members.discard(conn)
+            if not found.members:
                 del self._rooms[room]
 
     def deliver(self, room: str, payload: str, seq: int | None = None) -> int:
-        """Frame one serialised message once and queue it for every member here; return how
-        many."""
-        members = self._rooms.get(room)
-        if not members:
+        """Queue one serialised message for every member here; return how many. It waits in
+        the room's inbox until the next write slice, which hands each member all that came
+        meanwhile at once and frames it once for all of them."""
+        found = self._rooms.get(room)
+        if found is None:
             return 0
-        data = payload.encode()
-        frame = text_frame(data)
-        # Copy: a full queue closes a connection, which must not change the set mid-iteration.
-        for conn in tuple(members):
-            conn.deliver(room, data, frame, seq)
+        if not found.inbox:
+            self.flusher.mark_room(found)
+        found.inbox.append((seq, payload.encode()))
+        members = len(found.members)
         if seq is not None:  # a chat message (only those carry a seq)
-            self.stats.messages_out += len(members)
-        return len(members)
+            self.stats.messages_out += members
+        return members
 
     def has_members(self, room: str) -> bool:
         return room in self._rooms
 
     def members(self, room: str) -> set[Connection]:
-        return set(self._rooms.get(room, ()))
+        found = self._rooms.get(room)
+        return set() if found is None else set(found.members)
 
     def room_names(self) -> list[str]:
         return list(self._rooms)
