@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Bounds one transaction (and so how long the other writers wait for the lock).
 MAX_BATCH = 1000
+# How long the first append of a burst may wait for the rest of the burst to join its batch.
+COLLECT_SECONDS = 0.005
 # Messages stored between two WAL checkpoints (SQLite's own default is about 1000 pages).
 CHECKPOINT_EVERY = 2000
 # How long BEGIN waits for another process's write lock on the event loop before handing the
@@ -106,9 +108,20 @@ class GroupCommit:
             self._db = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # A burst of frames is read over several loop iterations: while appends keep
+            # coming, let them join (for up to COLLECT_SECONDS). One transaction for the lot,
+            # and its recipients get one write each instead of one per batch.
+            deadline = loop.time() + COLLECT_SECONDS
+            queued = 0
+            while queued < len(self._queue) < MAX_BATCH and loop.time() < deadline:
+                queued = len(self._queue)
+                # Twice: frames read during the next iteration reach us in the one after.
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 async with self._lock:
