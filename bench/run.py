@@ -48,6 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="senders evenly out of phase (default: in step, so messages come in bursts)",
     )
+    p.add_argument(
+        "--latency-at",
+        choices=("kernel", "read"),
+        default="kernel",
+        help="end the latency clock at the kernel's receive stamp of the data (default) or "
+        "when the generator reads it (adds the generator's own queue of sockets)",
+    )
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>.json)")
     return p.parse_args(argv)
 
@@ -67,6 +74,7 @@ def shape_from(args: argparse.Namespace) -> Shape:
         value = getattr(args, arg)
         if value is not None and value is not False:
             changes[name] = tuple(value) if isinstance(value, list) else value
+    changes["kernel_stamps"] = args.latency_at == "kernel"
     return Shape(**{**shape.__dict__, **changes})
 
 
@@ -181,6 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, Python {platform.python_version()},"
         f" {event_loop_name()}; server on CPU 0, generator on CPU "
         f"{'1' if pinned else 'any (one core only)'}; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    print(
+        "latency: from the send stamp in the message to "
+        + (
+            "the kernel's receive stamp at the client socket (SO_TIMESTAMPNS)"
+            if args.latency_at == "kernel"
+            else "when the generator reads it"
+        ),
         flush=True,
     )
     loop_factory = None

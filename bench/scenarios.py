@@ -33,6 +33,8 @@ class Shape:
     text_bytes: int = 100
     # Senders in step (bursts) or evenly out of phase; see `pace`.
     spread: bool = False
+    # Latency ends at the kernel's receive stamp (True) or when the generator reads the data.
+    kernel_stamps: bool = True
     # Pauses that let the server settle before a measurement (idle RSS, join announcements).
     settle: float = 1.0
 
@@ -146,7 +148,8 @@ async def quiesce(clients: Sequence[WSClient], quiet: float, limit: float = 30.0
 
 
 def make_text(n_bytes: int, tag: str) -> bytes:
-    head = f"{time.monotonic_ns()} {tag} "
+    # Wall clock: the receive side compares it with the kernel's SO_TIMESTAMPNS stamps.
+    head = f"{time.time_ns()} {tag} "
     return (head + "x" * max(0, n_bytes - len(head))).encode()
 
 
@@ -220,7 +223,7 @@ async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
         clients, _ = await open_clients(server.port, cookies, rooms)
         await quiesce(clients, shape.settle / 2)
         for i, c in enumerate(clients):
-            c.measure(probe=i % 10 == 0)
+            c.measure(probe=i % 10 == 0, kernel_stamps=shape.kernel_stamps)
         senders = list(enumerate(clients[: shape.senders]))
         window = Window(server.pid)
         sent = await pace(senders, rate, shape.duration, rooms, shape.text_bytes, shape.spread)
@@ -277,7 +280,7 @@ async def ingest(shape: Shape) -> dict[str, Any]:
         await quiesce(clients, shape.settle / 2)
         for i, c in enumerate(clients):
             c.ack_mark = b'"client_id":"c%d-' % i
-            c.measure(probe=False)
+            c.measure(probe=False, kernel_stamps=shape.kernel_stamps)
         window = Window(server.pid)
         sent = await pace(
             list(enumerate(clients)),

@@ -4,7 +4,8 @@ It speaks just enough RFC 6455 for the bench: an upgrade with a session cookie, 
 frames out (masked with an all-zero key, which RFC 6455 allows and which makes masking free), and
 unfragmented frames in. During setup every JSON document is parsed; during a measurement a client
 only counts `chat` documents with `bytes.count` (C speed), and a *probe* client also reads the send
-timestamp out of each message text to sample end-to-end latency.
+timestamp (wall clock, ns) out of each message text to sample end-to-end latency, up to the
+kernel's receive stamp of the data (SO_TIMESTAMPNS) unless told to stop the clock when it reads.
 
 A server text frame may carry several JSON documents separated by "\\n" (docs/protocol.md,
 "Batching"); everything here handles that.
@@ -16,6 +17,7 @@ import asyncio
 import base64
 import os
 import socket
+import struct
 import time
 from array import array
 from collections import deque
@@ -23,6 +25,8 @@ from typing import Any, cast
 
 import orjson
 
+# Linux values; Python's socket module does not export them.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 CHAT_MARK = b'"type":"chat"'
 ERROR_MARK = b'"type":"error"'
 TEXT_MARK = b'"text":"'
@@ -64,6 +68,10 @@ class WSClient(asyncio.Protocol):
         # Ingest: acks of our own messages, found by our client_id prefix.
         self.ack_mark: bytes | None = None
         self.acks = 0
+        # Measuring with kernel receive stamps (see `measure`): our own reading socket, and the
+        # stamp of the data being processed.
+        self._stamped: socket.socket | None = None
+        self.received_ns: int | None = None
 
     # --- asyncio.Protocol ---
 
@@ -156,7 +164,7 @@ class WSClient(asyncio.Protocol):
             self.errors += buf.count(ERROR_MARK, start, end)
 
     def _sample(self, payload: bytes) -> None:
-        now = time.monotonic_ns()
+        now = self.received_ns or time.time_ns()
         lat = self.latencies
         assert lat is not None
         self.errors += payload.count(ERROR_MARK)
@@ -214,15 +222,61 @@ class WSClient(asyncio.Protocol):
         await self.wait_type("history", within)
         await self.wait_type("presence", within)
 
-    def measure(self, probe: bool) -> None:
-        """Switch from setup (parse everything) to counting."""
+    def measure(self, probe: bool, kernel_stamps: bool = True) -> None:
+        """Switch from setup (parse everything) to counting. With `kernel_stamps`, latency ends
+        when the data reached this socket (the kernel's receive stamp), not when this process
+        got round to reading it: one process reads a thousand sockets one after another, a
+        queue that a browser reading its own socket does not have."""
         self.parse_all = False
         self.docs.clear()
         self.probe = probe
         if probe or self.ack_mark is not None:
             self.latencies = array("q")
+            if kernel_stamps:
+                self._read_with_kernel_stamps()
+
+    def _read_with_kernel_stamps(self) -> None:
+        # The transport keeps writing; reading moves to a duplicate of its socket, read with
+        # recvmsg, which hands over SO_TIMESTAMPNS stamps (the transport's reads cannot).
+        assert self.transport is not None
+        sock = self.transport.get_extra_info("socket")
+        self.transport.pause_reading()
+        stamped = socket.socket(fileno=os.dup(sock.fileno()))
+        stamped.setblocking(False)
+        stamped.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._stamped = stamped
+        asyncio.get_running_loop().add_reader(stamped.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        assert self._stamped is not None
+        try:
+            data, ancillary, _, _ = self._stamped.recvmsg(1 << 18, socket.CMSG_SPACE(16))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._stop_stamped()
+            self.connection_lost(exc)
+            return
+        if not data:
+            self._stop_stamped()
+            self.connection_lost(None)
+            return
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                # For data spanning several segments, the last one's: never too early.
+                self.received_ns = seconds * 1_000_000_000 + nanoseconds
+        self.data_received(data)
+        self.received_ns = None
+
+    def _stop_stamped(self) -> None:
+        if self._stamped is not None:
+            asyncio.get_running_loop().remove_reader(self._stamped.fileno())
+            self._stamped.close()
+            self._stamped = None
 
     def close(self) -> None:
+        self._stop_stamped()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
