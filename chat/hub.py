@@ -56,9 +56,10 @@ class HubStats:
 # is busy only in bursts (or not busy) never waits; only sustained load does, once the bucket is
 # empty, and then each round waits (1 - share) / share times its own cost. Measured with
 # `python -m bench --only broadcast --rates 10 100 --spread` (a message every 10 ms, each needing
-# a ~10 ms round of 1000 writes): a third of a core gave p99 40 ms, 0.6 gives 20 ms at 8 CPU-s
-# per 1M deliveries; 0.8 gave 17 ms but 8.8 CPU-s. The remaining 40% is for reading and storing.
-FLUSH_SHARE = 0.6
+# a ~10 ms round of 1000 writes): a third of a core gave p99 40 ms; half gives 24 ms at 6.7 CPU-s
+# per 1M deliveries; 0.6 gave 20 ms at 8.0 CPU-s, and at 1M/s offered so many more (smaller)
+# frames that the load generator saturated. The other half is for reading and storing.
+FLUSH_SHARE = 0.5
 FLUSH_BURST = 0.05
 # Connections written per event-loop iteration. Between slices the loop reads sockets and
 # finishes commits, so messages that arrive during a long round join the writes not made yet
