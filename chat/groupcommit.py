@@ -174,20 +174,21 @@ class GroupCommit:
             outcomes = self._store(db, batch)
             db.execute("COMMIT")
             return outcomes
-        except sqlite3.Error:
+        except Exception as exc:  # sqlite3.Error, or a bug: never leave the transaction open
             if db.in_transaction:
                 db.execute("ROLLBACK")
             if len(batch) == 1:
                 log.exception("storing a message failed")
-            else:
-                log.warning("a batch of %d messages failed; storing them one by one", len(batch))
+                return [exc]
+            log.warning("a batch of %d messages failed; storing them one by one", len(batch))
         outcomes = []
         for item in batch:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 outcomes.extend(self._store(db, [item]))
                 db.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except Exception as exc:  # this message fails alone; its sender gets the error
+                log.exception("storing a message failed")
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 outcomes.append(exc)

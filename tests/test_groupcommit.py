@@ -74,3 +74,28 @@ async def test_the_wal_is_checkpointed_as_messages_are_stored(
     wal = tmp_path / "chat.sqlite3-wal"
     pages = (wal.stat().st_size - 32) // (4096 + 24)
     assert pages < 150  # ~70 here; ~270 with no checkpoint
+
+
+async def test_a_batch_that_fails_is_stored_one_by_one_so_only_the_bad_message_fails(
+    store: Store, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_store = groupcommit.GroupCommit._store
+
+    def store_unless_poisoned(
+        self: groupcommit.GroupCommit, db: sqlite3.Connection, batch: list[groupcommit._Append]
+    ) -> list[groupcommit.Outcome]:
+        if any(item.text == "poison" for item in batch):
+            raise sqlite3.IntegrityError("a constraint this message breaks")
+        return real_store(self, db, batch)
+
+    monkeypatch.setattr(groupcommit.GroupCommit, "_store", store_unless_poisoned)
+    texts = ["one", "poison", "two", "three"]
+    outcomes = await asyncio.gather(
+        *(store.append_message("general", alice, text, None) for text in texts),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    stored = [o for o in outcomes if isinstance(o, tuple)]
+    assert [(m.text, m.seq) for m, _ in stored] == [("one", 1), ("two", 2), ("three", 3)]
+    history, _, last = await store.history("general", None)
+    assert [m.text for m in history] == ["one", "two", "three"] and last == 3
