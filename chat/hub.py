@@ -1,15 +1,16 @@
 """The live connections of this process: which socket is in which room, and fan-out to them.
 
-Fan-out never awaits a client. `Hub.deliver` frames a message once and hands the same bytes to
-every member: a connection whose transport has nothing buffered gets them written straight to
-its socket; otherwise they wait in its bounded list and go out, all together as one frame of
-newline-separated JSON (docs/protocol.md, "Batching"), when its transport has drained. Writes are
-gathered into rounds written a slice at a time, so a burst of messages (one group commit, or
-several commits during one round) costs each recipient one write. A connection whose list is
-full is closed with 1013 (it reconnects and resumes with `since`), so one slow reader can never
-delay the others (the gorilla/websocket chat example's design). No task per connection: an idle
-one costs only its objects; a task exists only while a connection's transport is backed up, to
-wait for it to drain.
+Fan-out never awaits a client. `Hub.deliver` puts a message in its room's inbox; at the next
+write slice (`Flusher`) each room hands its members everything that came meanwhile in one call,
+and each member's waiting documents go out as one frame (newline-separated JSON when there are
+several: docs/protocol.md, "Batching"), framed once for all the members that wait for the same
+documents and written straight to each transport. Writes are gathered into rounds written a slice
+at a time, so a burst of messages (one group commit, or several commits during one round) costs
+each recipient one write. A connection whose transport is backed up keeps its documents in its
+bounded list until it drains; one whose list is full is closed with 1013 (it reconnects and
+resumes with `since`), so one slow reader can never delay the others (the gorilla/websocket chat
+example's design). No task per connection: an idle one costs only its objects; a task exists
+only while a connection's transport is backed up, to wait for it to drain.
 
 Joining is gap-free: the connection is registered in the room *before* the history is read, and
 live frames that arrive meanwhile are held back; when the history is sent, the held frames follow
@@ -476,10 +477,10 @@ class Hub:
         # A re-join (the client saw a gap) holds frames back again until the new history.
         conn.seen.pop(room, None)
         conn.joining[room] = []
-        members = self._rooms.get(room)
-        if members is None:
-            members = self._rooms[room] = Room(room)
-        members.members.add(conn)
+        found = self._rooms.get(room)
+        if found is None:
+            found = self._rooms[room] = Room(room)
+        found.members.add(conn)
 
     def finish_join(self, conn: Connection, room: str, history: str, last_seq: int) -> None:
         self.flusher.expand()  # everything published so far is held, or in the history
