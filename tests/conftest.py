@@ -1,4 +1,5 @@
-"""Fixtures: an app on a real SQLite file, a logged-in client, a second user.
+"""Fixtures: an app on a real SQLite file, a logged-in client, a second user; and, for tests of
+the storage layer alone, a store on a real SQLite file with one user in it.
 
 Helpers that speak the pages (register, log in, CSRF) and the socket live in tests/helpers.py.
 """
@@ -6,7 +7,7 @@ Helpers that speak the pages (register, log in, CSRF) and the socket live in tes
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from chat.app import create_app
+from chat.db import Store
+from chat.models import User
 from chat.settings import Settings
 from tests.helpers import register
 
@@ -103,3 +106,27 @@ async def bob(new_client: ClientFactory) -> TestClient[web.Request, web.Applicat
 @pytest.fixture
 async def anon(new_client: ClientFactory) -> TestClient[web.Request, web.Application]:
     return await new_client()
+
+
+@pytest.fixture
+def history_limit() -> int:
+    """The `store` fixture's HISTORY_LIMIT; a test module may redefine this fixture."""
+    return 50
+
+
+@pytest.fixture
+async def store(tmp_path: Path, history_limit: int) -> AsyncIterator[Store]:
+    """A store on a fresh SQLite file (tmp_path / "chat.sqlite3"), group commit included."""
+    store = await Store.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}", history_limit=history_limit
+    )
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def alice(store: Store) -> User:
+    """The store's first user (a row, no session: for tests below the web layer)."""
+    return await store.create_user("alice", "not-a-real-hash")

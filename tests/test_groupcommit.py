@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,6 @@ import pytest
 from chat import groupcommit
 from chat.db import Store
 from chat.models import User
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}", history_limit=50)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def alice(store: Store) -> User:
-    return await store.create_user("alice", "not-a-real-hash")
 
 
 async def test_another_process_holding_the_write_lock_delays_the_message_not_the_loop(

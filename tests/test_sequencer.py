@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -37,17 +36,8 @@ class RecordingHub(Hub):
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}", history_limit=3)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def alice(store: Store) -> User:
-    return await store.create_user("alice", "not-a-real-hash")
+def history_limit() -> int:
+    return 3
 
 
 async def sequencer(hub: Hub, store: Store) -> AsyncIterator[Sequencer]:
