@@ -255,8 +255,10 @@ class GroupCommit:
             fresh.setdefault(room_id, []).append(i)
         ts = now_ms()
         rows = []
+        trims = []  # (room id, highest seq to delete), once all the rows are in
         for room_id, positions in fresh.items():
             (last,) = db.execute(*sql.next_seq(room_id=room_id, n=len(positions))).fetchone()
+            trims.append((room_id, last - self.history_limit))
             for seq, i in enumerate(positions, last - len(positions) + 1):
                 item = batch[i]
                 outcomes[i] = (
@@ -278,10 +280,8 @@ class GroupCommit:
                 )
         if rows:
             db.executemany(sql.insert.sql, rows)
-        for room_id, positions in fresh.items():
-            last = outcomes[positions[-1]]
-            assert isinstance(last, tuple)
-            db.execute(*sql.trim(room_id=room_id, upto=last[0].seq - self.history_limit))
+        for room_id, upto in trims:
+            db.execute(*sql.trim(room_id=room_id, upto=upto))
         for i, j in resent:
             stored = outcomes[j]
             outcomes[i] = (stored[0], False) if isinstance(stored, tuple) else stored
