@@ -72,5 +72,9 @@ class LocalBroker:
     async def publish(self, room: str, payload: str, seq: int | None = None) -> None:
         self.hub.deliver(room, payload, seq)
 
+    def publish_now(self, room: str, payload: str, seq: int | None = None) -> None:
+        """`publish` for a caller that is not a coroutine: here it never has to wait."""
+        self.hub.deliver(room, payload, seq)
+
     async def control(self, event: CloseSockets) -> None:
         apply_control(self.hub, event)

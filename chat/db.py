@@ -308,6 +308,12 @@ class Store:
             store._fast = FastReads(path)
         return store
 
+    @property
+    def group_commit(self) -> GroupCommit | None:
+        """SQLite's group commit (None on PostgreSQL or in memory), for a caller that would
+        rather hand a message over and be called back than await `append_message`."""
+        return self._group
+
     async def close(self) -> None:
         if self._group is not None:
             await self._group.close()

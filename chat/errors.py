@@ -64,12 +64,23 @@ class InvalidName(ChatError):
     code = "invalid_name"
 
 
-class TooMany(ChatError):
-    """A limit was hit; `retry_after` tells the client when trying again makes sense."""
-
-    code = "rate_limited"
-    status = 429
+class Retryable(ChatError):
+    """Refused for now; `retry_after` (seconds) tells the client when trying again makes sense."""
 
     def __init__(self, message: str, *, retry_after: float, ref: str | None = None) -> None:
         super().__init__(message, ref=ref)
         self.retry_after = retry_after
+
+
+class TooMany(Retryable):
+    """A limit was hit."""
+
+    code = "rate_limited"
+    status = 429
+
+
+class Unavailable(Retryable):
+    """The server could not do it just now (the database failed)."""
+
+    code = "unavailable"
+    status = 503

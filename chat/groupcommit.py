@@ -4,9 +4,11 @@ Under load, appends queue here; one task takes everything queued and stores it i
 transaction on its own sqlite3 connection: per room one seq bump for all its new messages (so
 seq order is batch order), one insert of every row and one trim (the statements of
 `Store.append_message`, compiled to SQLite SQL once). Every sender is acked only after that
-commit. If the batch fails as a whole, it is retried one message per transaction, so a bad
-message fails alone. The store's write lock is held around each batch, so the other writes still
-take turns with it.
+commit: an append is either awaited (`append`) or handed over with a function that the commit
+calls with its outcome (`submit`), so that the read loop goes on meanwhile (chat.ws). If the
+batch fails as a whole, it is retried one message per transaction, so a bad message fails
+alone. The store's write lock is held around each batch, so the other writes still take turns
+with it.
 
 The transaction runs on the event loop thread: it is CPU work of a few microseconds per message
 (WAL, synchronous=NORMAL: a commit does not wait for the disk), and the server runs on one core,
@@ -19,8 +21,11 @@ on that thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -41,7 +46,12 @@ CHECKPOINT_EVERY = 2000
 LOOP_BUSY_MS = 20
 PATIENT_BUSY_MS = 30_000
 
+# (the message, whether it is new), or what went wrong.
 Outcome = tuple[Message, bool] | Exception
+
+
+class StoreClosed(Exception):
+    """The outcome of an append still queued when the store closed: it was not stored."""
 
 
 @dataclass(slots=True)
@@ -51,7 +61,18 @@ class _Append:
     username: str
     text: str
     client_id: str | None
-    future: asyncio.Future[tuple[Message, bool]]
+    done: Callable[[Outcome], None]
+
+
+def _settle(future: asyncio.Future[tuple[Message, bool]], outcome: Outcome) -> None:
+    if future.done():  # its sender went away meanwhile
+        return
+    if isinstance(outcome, StoreClosed):
+        future.cancel()
+    elif isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 class GroupCommit:
@@ -75,19 +96,62 @@ class GroupCommit:
         self._room_ids: dict[str, int] = {}
         self._row = statements.insert.rows()
         self._queue: list[_Append] = []
+        self._oldest = 0.0  # when the first append still queued was submitted (monotonic)
+        self._inline = True  # whether `submit` may commit (see _commit_now)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def append(
         self, room: str, user: User, text: str, client_id: str | None
     ) -> tuple[Message, bool]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Message, bool]] = loop.create_future()
-        self._queue.append(_Append(room, user.id, user.username, text, client_id, future))
-        if self._task is None:
-            self._task = loop.create_task(self._run(), name="chat-group-commit")
-        self._wakeup.set()
+        future: asyncio.Future[tuple[Message, bool]] = asyncio.get_running_loop().create_future()
+        self.submit(room, user, text, client_id, functools.partial(_settle, future))
         return await future
+
+    def submit(
+        self,
+        room: str,
+        user: User,
+        text: str,
+        client_id: str | None,
+        done: Callable[[Outcome], None],
+    ) -> None:
+        """Queue an append; `done(outcome)` is called once it is committed (or has failed, or
+        with `StoreClosed` if the store closes first). Appends are stored in the order they
+        are submitted, and their `done`s called in that order."""
+        queue = self._queue
+        queue.append(_Append(room, user.id, user.username, text, client_id, done))
+        if len(queue) == 1:
+            self._oldest = time.monotonic()
+        elif (
+            (len(queue) >= MAX_BATCH or time.monotonic() - self._oldest >= COLLECT_SECONDS)
+            and self._inline
+            and not self._lock.locked()
+        ):
+            self._commit_now()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="chat-group-commit"
+            )
+        self._wakeup.set()
+
+    def _commit_now(self) -> None:
+        """Store what is queued, here and now. In a burst the loop reads hundreds of frames in
+        one iteration, during which the task does not run: without this, the first of them
+        would wait for the last."""
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            # Another process is writing: the task waits for it on the thread, and until the
+            # task has stored a batch, appends do not try again (each try costs LOOP_BUSY_MS).
+            self._inline = False
+            return
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        self._oldest = time.monotonic()
+        outcomes = self._commit(db, batch)
+        self._after_commit(len(batch))
+        self._hand_over(batch, outcomes)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -95,9 +159,8 @@ class GroupCommit:
             # wait() rather than await: the task's own CancelledError is expected, ours is not.
             await asyncio.wait([self._task])
             self._task = None
-        for item in self._queue:
-            item.future.cancel()
-        self._queue = []
+        queued, self._queue = self._queue, []
+        self._hand_over(queued, [StoreClosed("the store closed")] * len(queued))
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint])
         loop = asyncio.get_running_loop()
@@ -124,16 +187,20 @@ class GroupCommit:
                 await asyncio.sleep(0)
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._oldest = time.monotonic()
                 async with self._lock:
                     outcomes = await self._store_batch(batch)
                 self._after_commit(len(batch))
-                for item, outcome in zip(batch, outcomes, strict=True):
-                    if item.future.done():  # its sender went away meanwhile
-                        continue
-                    if isinstance(outcome, Exception):
-                        item.future.set_exception(outcome)
-                    else:
-                        item.future.set_result(outcome)
+                self._inline = True
+                self._hand_over(batch, outcomes)
+
+    @staticmethod
+    def _hand_over(batch: list[_Append], outcomes: list[Outcome]) -> None:
+        for item, outcome in zip(batch, outcomes, strict=True):
+            try:
+                item.done(outcome)
+            except Exception:  # a bug there must not stop the commits of everyone else
+                log.exception("handing over a stored message failed")
 
     async def _store_batch(self, batch: list[_Append]) -> list[Outcome]:
         db = self._connection()
@@ -220,9 +287,27 @@ class GroupCommit:
     # --- storing, on whichever thread holds the transaction ---
 
     def _store(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
-        """`Store.append_message` for a whole batch, inside the open transaction: each resend
-        finds its stored copy; then per room one seq bump for all its new messages (seq order
-        is batch order), one insert of every row, and one trim per room."""
+        """`Store.append_message` for a whole batch, inside the open transaction: per room one
+        seq bump for all its new messages (seq order is batch order), one insert of every row,
+        and one trim per room; a resend gets its stored copy.
+
+        A resend is rare, so the batch is first stored without looking any up: the unique
+        (room, user, client_id) index then refuses a resend whose original is stored. Only
+        then is the batch rolled back to before its seq bumps and stored again, looking each
+        client_id up first."""
+        db.execute("SAVEPOINT optimistic")
+        try:
+            outcomes = self._store_rows(db, batch, look_up=False)
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK TO optimistic")
+            db.execute("RELEASE optimistic")
+            return self._store_rows(db, batch, look_up=True)
+        db.execute("RELEASE optimistic")
+        return outcomes
+
+    def _store_rows(
+        self, db: sqlite3.Connection, batch: list[_Append], *, look_up: bool
+    ) -> list[Outcome]:
         sql = self.sql
         outcomes: list[Outcome | None] = [None] * len(batch)
         fresh: dict[int, list[int]] = {}  # room id -> positions of its new messages
@@ -238,20 +323,26 @@ class GroupCommit:
                 if key in first:
                     resent.append((i, first[key]))
                     continue
-                found = db.execute(
-                    *sql.by_client_id(
-                        room_id=room_id, user_id=item.user_id, client_id=item.client_id
-                    )
-                ).fetchone()
-                if found is not None:
-                    outcomes[i] = (
-                        Message(
-                            item.room, found[0], item.username, found[1], found[2], item.client_id
-                        ),
-                        False,
-                    )
-                    continue
                 first[key] = i
+                if look_up:
+                    found = db.execute(
+                        *sql.by_client_id(
+                            room_id=room_id, user_id=item.user_id, client_id=item.client_id
+                        )
+                    ).fetchone()
+                    if found is not None:
+                        outcomes[i] = (
+                            Message(
+                                item.room,
+                                found[0],
+                                item.username,
+                                found[1],
+                                found[2],
+                                item.client_id,
+                            ),
+                            False,
+                        )
+                        continue
             fresh.setdefault(room_id, []).append(i)
         ts = now_ms()
         rows = []

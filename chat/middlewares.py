@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from chat.errors import ChatError, TooMany
+from chat.errors import ChatError, Retryable
 from chat.render import render
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
         return response
-    except TooMany as exc:
+    except Retryable as exc:
         response = await _error_page(request, exc.status, exc.message)
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return response

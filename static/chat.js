@@ -540,7 +540,9 @@
       entry.el.append(why);
     }
     why.textContent = frame.message;
-    if (frame.code === "rate_limited") {
+    if (frame.code === "rate_limited" || frame.code === "unavailable") {
+      // Refused for now (a limit, or the server could not store it): the same message, with
+      // the same client_id, once the server says trying again makes sense.
       setTimeout(() => resendOne(frame.ref), Math.ceil((frame.retry_after || 1) * 1000));
     } else {
       // The server will never take this one: it stays, marked, and is not resent.

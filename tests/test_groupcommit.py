@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,85 @@ async def test_a_batch_that_fails_is_stored_one_by_one_so_only_the_bad_message_f
     assert [(m.text, m.seq) for m, _ in stored] == [("one", 1), ("two", 2), ("three", 3)]
     history, _, last = await store.history("general", None)
     assert [m.text for m in history] == ["one", "two", "three"] and last == 3
+
+
+async def test_a_resend_among_new_messages_gets_its_stored_copy_and_leaves_no_gap(
+    store: Store, alice: User
+) -> None:
+    # The batch is first stored without looking client_ids up; the stored "a" makes that fail,
+    # and the batch is stored again, looking them up, from before its seq bump.
+    await store.append_message("general", alice, "first", "a")
+    outcomes = await asyncio.gather(
+        store.append_message("general", alice, "x", "b"),
+        store.append_message("general", alice, "first", "a"),
+        store.append_message("general", alice, "y", "c"),
+    )
+    assert [(m.text, m.seq, new) for m, new in outcomes] == [
+        ("x", 2, True),
+        ("first", 1, False),
+        ("y", 3, True),
+    ]
+    history, _, last = await store.history("general", None)
+    assert [(m.seq, m.text) for m in history] == [(1, "first"), (2, "x"), (3, "y")]
+    assert last == 3
+
+
+def _submit(store: Store, user: User, text: str, done: list[str]) -> None:
+    group = store.group_commit
+    assert group is not None
+
+    def record(outcome: groupcommit.Outcome) -> None:
+        assert isinstance(outcome, tuple)
+        done.append(outcome[0].text)
+
+    group.submit("general", user, text, None, record)
+
+
+async def test_appends_made_during_one_long_loop_iteration_are_committed_as_they_come(
+    store: Store, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst is read in one loop iteration, during which the commit task cannot run; the
+    # appends themselves commit once the oldest has waited COLLECT_SECONDS.
+    monkeypatch.setattr(groupcommit, "COLLECT_SECONDS", 0.005)
+    done: list[str] = []
+    for i in range(3):  # no await: one loop iteration
+        _submit(store, alice, f"m{i}", done)
+        time.sleep(0.006)  # noqa: ASYNC251 - on purpose: the CPU work of reading many frames
+    # m1 found m0 waiting for longer than that and committed both; m2 waits for the task.
+    assert done == ["m0", "m1"]
+    async with asyncio.timeout(5):
+        while len(done) < 3:
+            await asyncio.sleep(0.01)
+    assert done == ["m0", "m1", "m2"]
+    history, _, _ = await store.history("general", None)
+    assert [(m.seq, m.text) for m in history] == [(1, "m0"), (2, "m1"), (3, "m2")]
+
+
+async def test_while_another_process_holds_the_lock_appends_try_to_commit_only_once(
+    store: Store, alice: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(groupcommit, "COLLECT_SECONDS", 0.0)
+    tries = 0
+    real_commit_now = groupcommit.GroupCommit._commit_now
+
+    def counted(self: groupcommit.GroupCommit) -> None:
+        nonlocal tries
+        tries += 1
+        real_commit_now(self)
+
+    monkeypatch.setattr(groupcommit.GroupCommit, "_commit_now", counted)
+    other = sqlite3.connect(tmp_path / "chat.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    done: list[str] = []
+    try:
+        for i in range(5):
+            _submit(store, alice, f"m{i}", done)
+        # Each try waits LOOP_BUSY_MS on the loop: one failed try, then the task takes over.
+        assert tries == 1 and done == []
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    async with asyncio.timeout(5):
+        while len(done) < 5:
+            await asyncio.sleep(0.01)
+    assert done == ["m0", "m1", "m2", "m3", "m4"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
+from chat import groupcommit
 from chat.app import create_app
 from chat.keys import HUB, STORE
 from tests.conftest import ClientFactory, make_settings
@@ -202,6 +204,49 @@ async def test_resend_with_same_client_id_is_stored_once_and_acked_again(
     assert [f["text"] for f in seen] == ["once", "next"]  # bob saw it once
     messages, _, _ = await app[STORE].history("general", None)
     assert [m.text for m in messages] == ["once", "next"]
+
+
+async def test_messages_sent_back_to_back_are_acked_in_order_even_with_a_leave_right_after(
+    client: Client,
+) -> None:
+    # A chat message is handed to the group commit and the socket reads on; a frame that is
+    # not a chat message waits until the messages before it are stored and published.
+    async with client.ws_connect("/ws") as ws:
+        await join(ws, "general")
+        for i in range(5):
+            await send(ws, type="chat", room="general", text=f"m{i}", client_id=f"c{i}")
+        await send(ws, type="leave", room="general")
+        acks = [await receive_type(ws, "chat") for _ in range(5)]
+        assert [(a["seq"], a["client_id"]) for a in acks] == [(i + 1, f"c{i}") for i in range(5)]
+        refused = await chat(ws, "general", "after leaving")
+        assert refused["type"] == "error" and refused["code"] == "not_joined"
+
+
+async def test_a_message_the_database_fails_to_store_gets_unavailable_and_the_socket_lives_on(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_store = groupcommit.GroupCommit._store
+
+    def failing_disk(
+        self: groupcommit.GroupCommit, db: sqlite3.Connection, batch: list[groupcommit._Append]
+    ) -> list[groupcommit.Outcome]:
+        if any(item.text == "doomed" for item in batch):
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_store(self, db, batch)
+
+    monkeypatch.setattr(groupcommit.GroupCommit, "_store", failing_disk)
+    async with client.ws_connect("/ws") as ws:
+        await join(ws, "general")
+        error = await chat(ws, "general", "doomed", client_id="d-1")
+        assert error == {
+            "type": "error",
+            "code": "unavailable",
+            "message": "The message could not be stored.",
+            "ref": "d-1",
+            "retry_after": 2.0,
+        }
+        ack = await chat(ws, "general", "fine")
+        assert ack["type"] == "chat" and ack["seq"] == 1
 
 
 BAD_INPUT = [
