@@ -110,6 +110,10 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.redis_url is None:
         app[BROKER] = LocalBroker(hub)
         app[PRESENCE] = LocalPresence(hub, settings.node_id)
+        group_commit = app[STORE].group_commit
+        if group_commit is not None:
+            # The commit publishes each message to the hub (chat.ws); then the hub writes.
+            group_commit.after_batch = hub.write_now
         yield
         return
     # Imported here: redis-py is only needed by deployments that set REDIS_URL.

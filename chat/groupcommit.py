@@ -98,6 +98,9 @@ class GroupCommit:
         self._queue: list[_Append] = []
         self._oldest = 0.0  # when the first append still queued was submitted (monotonic)
         self._inline = True  # whether `submit` may commit (see _commit_now)
+        # Called after each batch is handed over: with in-process fan-out, the hub's
+        # `write_now`, so that the batch's acks go out before more frames are read.
+        self.after_batch: Callable[[], None] | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -152,6 +155,7 @@ class GroupCommit:
         outcomes = self._commit(db, batch)
         self._after_commit(len(batch))
         self._hand_over(batch, outcomes)
+        self._batch_done()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -193,6 +197,14 @@ class GroupCommit:
                 self._after_commit(len(batch))
                 self._inline = True
                 self._hand_over(batch, outcomes)
+                self._batch_done()
+
+    def _batch_done(self) -> None:
+        if self.after_batch is not None:
+            try:
+                self.after_batch()
+            except Exception:  # as in _hand_over
+                log.exception("after_batch failed")
 
     @staticmethod
     def _hand_over(batch: list[_Append], outcomes: list[Outcome]) -> None:

@@ -78,6 +78,7 @@ class Flusher:
     __slots__ = (
         "_cost",
         "_dirty",
+        "_handle",
         "_loop",
         "_next_at",
         "_pos",
@@ -96,6 +97,7 @@ class Flusher:
         self._cost = 0.0  # CPU time of the round so far
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
+        self._handle: asyncio.Handle | None = None  # the flush scheduled, if any
         self._next_at = 0.0
         self._tokens = FLUSH_BURST
         self._refilled = 0.0
@@ -124,9 +126,21 @@ class Flusher:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         if loop.time() < self._next_at:
-            loop.call_at(self._next_at, self.flush)
+            self._handle = loop.call_at(self._next_at, self.flush)
         else:
-            loop.call_soon(self.flush)
+            self._handle = loop.call_soon(self.flush)
+
+    def write_now(self) -> None:
+        """Start the round due on the next loop iteration now. For a caller that has just
+        published a batch (the group commit): in a burst, the next iteration first reads
+        hundreds of frames, and the batch's acks would wait for that. Not while a round is
+        under way or while the write budget says wait."""
+        if self._handle is None or self._round or self._loop is None:
+            return
+        if self._loop.time() < self._next_at:
+            return
+        self._handle.cancel()
+        self.flush()
 
     def flush(self) -> None:
         """Write the next slice of the current round (starting a round if none is under way)."""
@@ -142,9 +156,10 @@ class Flusher:
         self._cost += time.perf_counter() - started
         assert self._loop is not None
         if end < len(self._round):
-            self._loop.call_soon(self.flush)
+            self._handle = self._loop.call_soon(self.flush)
             return
         self._round = []
+        self._handle = None
         now = self._loop.time()
         self._tokens = min(
             FLUSH_BURST, self._tokens + (now - self._refilled) * FLUSH_SHARE - self._cost
@@ -512,6 +527,10 @@ class Hub:
             found.members.discard(conn)
             if not found.members:
                 del self._rooms[room]
+
+    def write_now(self) -> None:
+        """See `Flusher.write_now`."""
+        self.flusher.write_now()
 
     def deliver(self, room: str, payload: str, seq: int | None = None) -> int:
         """Queue one serialised message for every member here; return how many. It waits in

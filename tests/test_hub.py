@@ -4,6 +4,8 @@ never what was published before the member joined."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import web
 
@@ -79,3 +81,38 @@ async def test_a_direct_send_comes_after_what_the_room_was_given_before_it(hub: 
     hub.deliver("general", "m1", 1)
     conn.send("error about something sent after m1 was published")
     assert conn.pending == [b"m1", b"error about something sent after m1 was published"]
+
+
+class RecordingTransport:
+    """Takes every write at once, as an idle socket does."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_write_now_writes_what_was_published_before_the_loop_turns_and_only_once(
+    hub: Hub,
+) -> None:
+    member = joined(hub, 1)
+    transport = member.transport = RecordingTransport()
+    hub.deliver("general", "m1", 1)
+    hub.deliver("general", "m2", 2)
+    assert transport.written == []  # by default, the next loop iteration writes
+    hub.write_now()  # what the group commit calls after handing a batch out
+    assert len(transport.written) == 1 and transport.written[0].endswith(b"m1\nm2")
+    await asyncio.sleep(0)  # the flush that was scheduled does not write them again
+    await asyncio.sleep(0)
+    assert len(transport.written) == 1
+    hub.deliver("general", "m3", 3)
+    await asyncio.sleep(0)  # and the next one is scheduled as usual
+    await asyncio.sleep(0)
+    assert len(transport.written) == 2 and transport.written[1].endswith(b"m3")
