@@ -118,7 +118,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             conn.heard = True
             if msg.type is WSMsgType.TEXT:
                 await socket.handle(msg.data)
-                await _let_writer_catch_up(conn, ws)
+                if conn.queued > conn.queue_limit // 2:  # checked here: a call less per frame
+                    await _let_writer_catch_up(conn, ws)
             elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.BINARY:
