@@ -148,9 +148,10 @@ class GroupCommit:
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            # Another process is writing: the task waits for it on the thread, and until the
-            # task has stored a batch, appends do not try again (each try costs LOOP_BUSY_MS).
+        except sqlite3.Error:
+            # Another process is writing (or worse): the task takes the queue, waiting for the
+            # lock on the thread, and until it has stored a batch, appends do not try again
+            # (each try costs LOOP_BUSY_MS). Never an error for the sender whose frame this is.
             self._inline = False
             return
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]

@@ -42,6 +42,8 @@ _CLOSED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 # How many of one socket's chat messages may be waiting for their commit while its read loop
 # goes on (see SocketSession.chat); at this many, reading waits until they are all stored.
 MAX_IN_FLIGHT = 32
+# When a client may send again a message the database failed to store (`unavailable`).
+STORE_RETRY_SECONDS = 2.0
 
 
 def origin_allowed(request: web.Request) -> bool:
@@ -331,7 +333,9 @@ class SocketSession:
             if isinstance(outcome, ChatError):
                 error = outcome
             else:  # logged by the group commit; the client may send it again
-                error = Unavailable("The message could not be stored.", retry_after=2.0)
+                error = Unavailable(
+                    "The message could not be stored.", retry_after=STORE_RETRY_SECONDS
+                )
             error.ref = error.ref or frame.ref
             self.conn.send(protocol.error_frame(error))
             return
