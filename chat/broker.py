@@ -70,7 +70,7 @@ class LocalBroker:
         self.hub = hub
 
     async def publish(self, room: str, payload: str, seq: int | None = None) -> None:
-        self.hub.deliver(room, payload, seq)
+        self.publish_now(room, payload, seq)
 
     def publish_now(self, room: str, payload: str, seq: int | None = None) -> None:
         """`publish` for a caller that is not a coroutine: here it never has to wait."""

@@ -154,12 +154,8 @@ class GroupCommit:
             # (each try costs LOOP_BUSY_MS). Never an error for the sender whose frame this is.
             self._inline = False
             return
-        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-        self._oldest = time.monotonic()
-        outcomes = self._commit(db, batch)
-        self._after_commit(len(batch))
-        self._hand_over(batch, outcomes)
-        self._batch_done()
+        batch = self._take_batch()
+        self._finish(batch, self._commit(db, batch))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -194,16 +190,22 @@ class GroupCommit:
                 await asyncio.sleep(0)
                 await asyncio.sleep(0)
             while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                self._oldest = time.monotonic()
+                batch = self._take_batch()
                 async with self._lock:
                     outcomes = await self._store_batch(batch)
-                self._after_commit(len(batch))
                 self._inline = True
-                self._hand_over(batch, outcomes)
-                self._batch_done()
+                self._finish(batch, outcomes)
 
-    def _batch_done(self) -> None:
+    def _take_batch(self) -> list[_Append]:
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        self._oldest = time.monotonic()
+        return batch
+
+    def _finish(self, batch: list[_Append], outcomes: list[Outcome]) -> None:
+        """After a batch's transaction: checkpoint when due, hand every outcome over, then
+        `after_batch`."""
+        self._after_commit(len(batch))
+        self._hand_over(batch, outcomes)
         if self.after_batch is not None:
             try:
                 self.after_batch()
