@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import weakref
 from collections import deque
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import ClientWebSocketResponse, WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestClient
+
+from chat import groupcommit
 
 PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -115,3 +119,18 @@ async def expect_closed_as_too_slow(ws: ClientWebSocketResponse) -> None:
     assert msg.type in {WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR}
     if msg.type is WSMsgType.CLOSE:
         assert msg.data == WSCloseCode.TRY_AGAIN_LATER
+
+
+def fail_batches_holding(monkeypatch: pytest.MonkeyPatch, text: str, error: Exception) -> None:
+    """Make every group-commit batch that holds a message with `text` fail with `error`, as the
+    database would (a constraint, a full disk); batches without it are stored as usual."""
+    real_store = groupcommit.GroupCommit._store
+
+    def failing(
+        self: groupcommit.GroupCommit, db: sqlite3.Connection, batch: list[groupcommit._Append]
+    ) -> list[groupcommit.Outcome]:
+        if any(item.text == text for item in batch):
+            raise error
+        return real_store(self, db, batch)
+
+    monkeypatch.setattr(groupcommit.GroupCommit, "_store", failing)

@@ -14,6 +14,7 @@ import pytest
 from chat import groupcommit
 from chat.db import Store
 from chat.models import User
+from tests.helpers import fail_batches_holding
 
 
 async def test_another_process_holding_the_write_lock_delays_the_message_not_the_loop(
@@ -65,16 +66,9 @@ async def test_the_wal_is_checkpointed_as_messages_are_stored(
 async def test_a_batch_that_fails_is_stored_one_by_one_so_only_the_bad_message_fails(
     store: Store, alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_store = groupcommit.GroupCommit._store
-
-    def store_unless_poisoned(
-        self: groupcommit.GroupCommit, db: sqlite3.Connection, batch: list[groupcommit._Append]
-    ) -> list[groupcommit.Outcome]:
-        if any(item.text == "poison" for item in batch):
-            raise sqlite3.IntegrityError("a constraint this message breaks")
-        return real_store(self, db, batch)
-
-    monkeypatch.setattr(groupcommit.GroupCommit, "_store", store_unless_poisoned)
+    fail_batches_holding(
+        monkeypatch, "poison", sqlite3.IntegrityError("a constraint this message breaks")
+    )
     texts = ["one", "poison", "two", "three"]
     outcomes = await asyncio.gather(
         *(store.append_message("general", alice, text, None) for text in texts),

@@ -12,7 +12,6 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
-from chat import groupcommit
 from chat.app import create_app
 from chat.keys import HUB, STORE
 from tests.conftest import ClientFactory, make_settings
@@ -20,6 +19,7 @@ from tests.helpers import (
     Client,
     chat,
     expect_closed_as_too_slow,
+    fail_batches_holding,
     join,
     receive,
     receive_type,
@@ -225,16 +225,7 @@ async def test_messages_sent_back_to_back_are_acked_in_order_even_with_a_leave_r
 async def test_a_message_the_database_fails_to_store_gets_unavailable_and_the_socket_lives_on(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_store = groupcommit.GroupCommit._store
-
-    def failing_disk(
-        self: groupcommit.GroupCommit, db: sqlite3.Connection, batch: list[groupcommit._Append]
-    ) -> list[groupcommit.Outcome]:
-        if any(item.text == "doomed" for item in batch):
-            raise sqlite3.OperationalError("disk I/O error")
-        return real_store(self, db, batch)
-
-    monkeypatch.setattr(groupcommit.GroupCommit, "_store", failing_disk)
+    fail_batches_holding(monkeypatch, "doomed", sqlite3.OperationalError("disk I/O error"))
     async with client.ws_connect("/ws") as ws:
         await join(ws, "general")
         error = await chat(ws, "general", "doomed", client_id="d-1")
