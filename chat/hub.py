@@ -85,7 +85,6 @@ class Flusher:
         "_refilled",
         "_rooms",
         "_round",
-        "_scheduled",
         "_tokens",
     )
 
@@ -96,8 +95,9 @@ class Flusher:
         self._pos = 0
         self._cost = 0.0  # CPU time of the round so far
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scheduled = False
-        self._handle: asyncio.Handle | None = None  # the flush scheduled, if any
+        # The next flush scheduled (the next slice, or the next round), None when nothing is
+        # waiting to be written.
+        self._handle: asyncio.Handle | None = None
         self._next_at = 0.0
         self._tokens = FLUSH_BURST
         self._refilled = 0.0
@@ -119,9 +119,8 @@ class Flusher:
                 room.hand_out()
 
     def _wake(self) -> None:
-        if self._scheduled:
+        if self._handle is not None:
             return
-        self._scheduled = True
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -167,7 +166,6 @@ class Flusher:
         self._refilled = now
         # In debt: the next round starts when the bucket is back at zero.
         self._next_at = now - self._tokens / FLUSH_SHARE if self._tokens < 0 else now
-        self._scheduled = False
         if self._dirty or self._rooms:
             self._wake()
 
