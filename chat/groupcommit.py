@@ -190,11 +190,17 @@ class GroupCommit:
                 await asyncio.sleep(0)
                 await asyncio.sleep(0)
             while self._queue:
-                batch = self._take_batch()
-                async with self._lock:
-                    outcomes = await self._store_batch(batch)
-                self._inline = True
-                self._finish(batch, outcomes)
+                await self._store_next_batch()
+
+    async def _store_next_batch(self) -> None:
+        # A method of its own, so that the batch is let go once it is handed over: a local of
+        # `_run` would keep it (every sender's `done`, and through it their sockets) while
+        # the task waits for the next append.
+        batch = self._take_batch()
+        async with self._lock:
+            outcomes = await self._store_batch(batch)
+        self._inline = True
+        self._finish(batch, outcomes)
 
     def _take_batch(self) -> list[_Append]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]

@@ -462,8 +462,13 @@ class Hub:
         for `interval` is pinged, and dropped if it has not answered `interval / 2` later."""
         while True:
             await asyncio.sleep(interval / 2)
-            for conn in tuple(self.connections.values()):
-                conn.check_alive()
+            self._check_alive()
+
+    def _check_alive(self) -> None:
+        # A function of its own: a loop variable in `keep_alive` would keep the last
+        # connection checked (socket, request and all) alive while the sweep sleeps.
+        for conn in tuple(self.connections.values()):
+            conn.check_alive()
 
     def register(self, conn: Connection) -> None:
         conn.stats = self.stats

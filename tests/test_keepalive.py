@@ -4,11 +4,14 @@ one that answers (as every browser does) stays open however long it is idle."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from aiohttp import WSMsgType, web
 
+from chat.hub import Connection
 from chat.keys import HUB
+from chat.ws import SocketSession
 from tests.helpers import Client, chat, join
 
 HEARTBEAT = 1.0  # the smallest HEARTBEAT_SECONDS allowed
@@ -56,3 +59,21 @@ async def test_a_peer_that_answers_nothing_is_pinged_then_dropped(
     async with asyncio.timeout(5):
         while len(hub):
             await asyncio.sleep(0.02)
+
+
+async def test_a_closed_socket_leaves_nothing_alive_behind_it(
+    client: Client, app: web.Application
+) -> None:
+    # The keep-alive sweep has checked it, and the group commit has stored its message: neither
+    # may keep the socket (its session, request, parser...) alive once it is closed.
+    async with client.ws_connect("/ws") as ws:
+        await join(ws, "general")
+        await chat(ws, "general", "the last message stored")
+        await asyncio.sleep(0.6 * HEARTBEAT)  # one sweep, at least, while it was open
+    hub = app[HUB]
+    async with asyncio.timeout(5):
+        while len(hub):
+            await asyncio.sleep(0.01)
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Connection | SocketSession)]
+    assert alive == []
