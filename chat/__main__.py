@@ -18,7 +18,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from chat import gctune, logs, tls
 from chat.app import create_app
 from chat.db import Store
-from chat.errors import ChatError
+from chat.errors import ChatError, MigrationRefused
 from chat.logs import AccessLogger
 from chat.passwords import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher
 from chat.settings import Settings, SettingsError
@@ -55,11 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings(
         "ignore", category=NotAppKeyWarning, module=r"aiohttp_session|chat\.auth"
     )
-    if args.command == "migrate":
-        return asyncio.run(_migrate(settings))
-    if args.command == "create-user":
-        return asyncio.run(_create_user(settings, args.username, args.admin, args.password_stdin))
-    return _serve(settings, getattr(args, "workers", 1), ssl_context)
+    try:
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        if args.command == "create-user":
+            return asyncio.run(
+                _create_user(settings, args.username, args.admin, args.password_stdin)
+            )
+        return _serve(settings, getattr(args, "workers", 1), ssl_context)
+    except MigrationRefused as exc:
+        print(f"chat: cannot upgrade the database: {exc}", file=sys.stderr)
+        return 2
 
 
 def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None = None) -> int:

@@ -7,14 +7,15 @@ version in the cookie, and both close the user's other open sockets on every nod
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
 from aiohttp_session import get_session
 
-from chat.auth import SESSION_ID, VERSION, require_user, session_id
+from chat.auth import SESSION_ID, VERSION, login_keys, require_user, session_id
 from chat.broker import CloseSockets
-from chat.keys import BROKER, PASSWORDS, STORE
+from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, STORE
 from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
 from chat.render import render
 
@@ -38,7 +39,28 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     confirm = str(form.get("confirm", ""))
     passwords = request.app[PASSWORDS]
     ctx: dict[str, Any] = {}
+    # A stolen session must not become a way to guess the password: wrong current passwords
+    # count against the login limits, per user and per address.
+    limits = request.app[LIMITS]
+    ip, name_key = login_keys(request, user.username)
+    wait = max(limits.login_by_ip.retry_after(ip), limits.login_by_name.retry_after(name_key))
+    if wait:
+        request.app[METRICS].rate_limited.labels("password_change").inc()
+        retry = max(1, math.ceil(wait))
+        ctx["error"] = f"Too many wrong passwords. Try again in {retry} seconds."
+        response = await render(request, "account.html", ctx, status=429)
+        response.headers["Retry-After"] = str(retry)
+        return response
     if not await passwords.verify(user.password_hash, current):
+        limits.login_by_ip.take(ip)
+        limits.login_by_name.take(name_key)
+        request.app[METRICS].login_failures.inc()
+        log.info(
+            "wrong current password for %s from %s",
+            user.username,
+            ip,
+            extra={"event": "password_change_failed", "username": user.username, "remote": ip},
+        )
         ctx["error"] = "The current password is wrong."
     elif not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
         ctx["error"] = f"Passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters long."

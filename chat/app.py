@@ -13,7 +13,7 @@ import jinja2
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from chat import account, auth, live, ops, views, ws
+from chat import account, auth, clientip, live, logs, ops, views, ws
 from chat.broker import LocalBroker
 from chat.db import Store
 from chat.hub import Hub
@@ -29,7 +29,7 @@ from chat.keys import (
     Limits,
 )
 from chat.metrics import Metrics
-from chat.middlewares import error_pages, security_headers
+from chat.middlewares import error_pages, hide_server_version, security_headers
 from chat.passwords import PasswordHasher
 from chat.presence import LocalPresence
 from chat.settings import PROJECT_ROOT, Settings
@@ -41,7 +41,8 @@ STATIC_DIR = PROJECT_ROOT / "static"
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    # The largest request body (the forms'); BODY_TIMEOUT_SECONDS bounds how long it may take.
+    app = web.Application(client_max_size=settings.max_form_bytes)
     app[SETTINGS] = settings
     app[HUB] = Hub()
     app[METRICS] = Metrics(app[HUB])
@@ -60,7 +61,12 @@ def create_app(settings: Settings) -> web.Application:
         samesite="Lax",
         secure=settings.cookie_secure,
     )
+    if settings.trusted_proxies:
+        # First: everything after it, limits included, sees the forwarded client's address.
+        app.middlewares.append(clientip.real_client(settings.trusted_proxies))
     app.middlewares.extend([auth.sessions(storage), error_pages, auth.csrf_protect])
+    hide_server_version()
+    logs.quiet_malformed_requests()
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

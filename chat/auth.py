@@ -2,16 +2,20 @@
 
 The session cookie (aiohttp-session, encrypted) holds the user id, a random session id (so a
 logout can close exactly that session's sockets on every node), the user's session version at
-login (a password change or "log out everywhere" bumps the version in the database, and every
-older cookie stops counting on the next request or upgrade) and the CSRF token.
+login (a password change, "log out everywhere" or a ban bumps the version in the database, and
+every older cookie stops counting on the next request or upgrade) and the CSRF token. A logout
+revokes its session id in the database, so a copy of the cookie taken before it stops counting
+too, on every node: the same read that loads the user per request says so (`Store.session_user`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import math
 import secrets
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -25,12 +29,14 @@ from aiohttp_session import (
     new_session,
     session_middleware,
 )
+from yarl import URL
 
 from chat.broker import CloseSockets
-from chat.errors import ChatError
-from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, STORE
+from chat.errors import ChatError, InvalidName, NameTaken, Unavailable
+from chat.forms import read_form
+from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, SETTINGS, STORE
 from chat.middlewares import is_socket
-from chat.models import User
+from chat.models import USERNAME_RE, USERNAME_RULE, User
 from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
 from chat.render import render
 
@@ -55,12 +61,17 @@ async def current_user(request: web.Request) -> User | None:
         return cached
     session = await get_session(request)
     user_id = session.get(USER_ID)
-    user = await request.app[STORE].user_by_id(user_id) if isinstance(user_id, int) else None
+    sid = session.get(SESSION_ID)
+    user = (
+        await request.app[STORE].session_user(user_id, sid if isinstance(sid, str) else "")
+        if isinstance(user_id, int)
+        else None
+    )
+    if user is not None and user.banned:
+        request[_BANNED] = True  # checked first, so the refusal can say why
+        user = None
     if user is not None and session.get(VERSION, 0) != user.session_version:
         user = None  # signed out everywhere, or the password changed since this login
-    if user is not None and user.banned:
-        request[_BANNED] = True
-        user = None
     request[_USER_CACHE] = user
     return user
 
@@ -74,7 +85,7 @@ async def is_banned(request: web.Request) -> bool:
 async def require_user(request: web.Request) -> User:
     user = await current_user(request)
     if user is None:
-        raise web.HTTPFound(f"/login?next={request.rel_url.path_qs}")
+        raise web.HTTPFound(URL("/login").with_query(next=request.rel_url.path_qs))
     return user
 
 
@@ -126,7 +137,7 @@ def csrf_protect(request: web.Request, handler: Handler) -> Awaitable[web.Stream
 
 
 async def _csrf_checked(request: web.Request, handler: Handler) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     sent = form.get(CSRF_FIELD)
     expected = (await get_session(request)).get(CSRF)
     if (
@@ -141,11 +152,36 @@ async def _csrf_checked(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
+# Any host: `_safe_next` resolves a target against it to see where a browser would go.
+_HERE = URL("http://chat.invalid/")
+
+
 def _safe_next(value: object) -> str:
-    """Only local paths: an open redirect would let a phishing link borrow our login page."""
-    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return "/"
+    """Only a path on this site: an open redirect would let a phishing link borrow our login
+    page. The target is judged as parsed and normalised (yarl drops tabs and newlines, browsers
+    read a backslash as a slash), and what is returned is that normalised form, so what was
+    checked is what the Location header carries."""
+    if not isinstance(value, str) or not value.startswith("/") or _unsafe_chars(value):
+        return "/"
+    try:
+        target = URL(value)
+        resolved = _HERE.join(target)
+    except ValueError:
+        return "/"
+    if (
+        target.is_absolute()
+        or target.scheme
+        or resolved.host != _HERE.host
+        or resolved.raw_path.startswith("//")
+        or resolved.path.startswith("//")
+        or _unsafe_chars(resolved.path)
+    ):
+        return "/"
+    return str(resolved.relative())
+
+
+def _unsafe_chars(text: str) -> bool:
+    return "\\" in text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 async def _start_session(request: web.Request, user: User) -> Session:
@@ -169,6 +205,22 @@ async def _too_many(
     return response
 
 
+async def _busy(
+    request: web.Request, template: str, ctx: dict[str, Any], exc: Unavailable
+) -> web.Response:
+    """Too many password hashes in flight: refused at once, the form kept."""
+    request.app[METRICS].rate_limited.labels("password_hash").inc()
+    ctx["error"] = exc.message
+    response = await render(request, template, ctx, status=exc.status)
+    response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
+
+
+def login_keys(request: web.Request, username: str) -> tuple[str | None, str]:
+    """What the login limits count by: the client's address and the name, whatever its case."""
+    return request.remote, username.lower()
+
+
 @routes.get("/register", name="register")
 async def register_page(request: web.Request) -> web.Response:
     return await render(request, "register.html", {"username": ""})
@@ -181,24 +233,29 @@ async def register(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))
     confirm = str(form.get("confirm", ""))
     ctx: dict[str, Any] = {"username": username}
-    limits = request.app[LIMITS]
-    wait = limits.register_by_ip.retry_after(request.remote)
+    # Every attempt counts, failed ones too: each may cost a hash, and a failure is as cheap
+    # to send as a success.
+    wait = request.app[LIMITS].register_by_ip.take(request.remote)
     if wait:
         request.app[METRICS].rate_limited.labels("register").inc()
         return await _too_many(request, "register.html", ctx, wait)
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        ctx["error"] = f"Passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters long."
-    elif password != confirm:
-        ctx["error"] = "The two passwords do not match."
-    if "error" in ctx:
-        return await render(request, "register.html", ctx, status=400)
-    password_hash = await request.app[PASSWORDS].hash(password)
+    store = request.app[STORE]
     try:
-        user = await request.app[STORE].create_user(username, password_hash)
+        # The cheap checks first: a refused name or password costs no hash.
+        if not USERNAME_RE.match(username):
+            raise InvalidName(USERNAME_RULE)
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            raise ChatError(f"Passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters long.")
+        if password != confirm:
+            raise ChatError("The two passwords do not match.")
+        if await store.user_by_name(username) is not None:
+            raise NameTaken(f"The username {username!r} is taken.")
+        user = await store.create_user(username, await request.app[PASSWORDS].hash(password))
+    except Unavailable as exc:
+        return await _busy(request, "register.html", ctx, exc)
     except ChatError as exc:
         ctx["error"] = exc.message
         return await render(request, "register.html", ctx, status=exc.status)
-    limits.register_by_ip.take(request.remote)
     if user.is_admin:
         log.warning("first account %r registered: it is the administrator", user.username)
     else:
@@ -221,8 +278,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))
     ctx: dict[str, Any] = {"username": username, "next": _safe_next(form.get("next"))}
     limits = request.app[LIMITS]
-    ip = request.remote
-    wait = max(limits.login_by_ip.retry_after(ip), limits.login_by_name.retry_after(username))
+    ip, name_key = login_keys(request, username)
+    wait = max(limits.login_by_ip.retry_after(ip), limits.login_by_name.retry_after(name_key))
     if wait:
         log.warning(
             "login throttled for %r from %s",
@@ -235,11 +292,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     passwords = request.app[PASSWORDS]
     user = await store.user_by_name(username) if username else None
-    ok = await passwords.verify(user.password_hash if user else None, password)
+    try:
+        ok = await passwords.verify(user.password_hash if user else None, password)
+    except Unavailable as exc:
+        return await _busy(request, "login.html", ctx, exc)
     if user is None or not ok:
         # Only failures count against the limits: a user who types right is never throttled.
         limits.login_by_ip.take(ip)
-        limits.login_by_name.take(username)
+        limits.login_by_name.take(name_key)
         request.app[METRICS].login_failures.inc()
         log.info(
             "failed login for %r from %s",
@@ -255,7 +315,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         ctx["error"] = "This account is banned. Ask an administrator."
         return await render(request, "login.html", ctx, status=403)
     if passwords.needs_rehash(user.password_hash):
-        await store.set_password_hash(user.id, await passwords.hash(password))
+        # When hashing is busy the stronger hash can wait for the next login.
+        with contextlib.suppress(Unavailable):
+            await store.set_password_hash(user.id, await passwords.hash(password))
     await _start_session(request, user)
     raise web.HTTPFound(ctx["next"])
 
@@ -265,7 +327,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
     sid = session.get(SESSION_ID)
     if isinstance(sid, str):
-        # Sockets opened with this session go too, on every node.
+        # Every copy of this cookie stops counting, on every node, until it would have expired
+        # anyway; and the sockets opened with it close.
+        expires_ms = int((time.time() + request.app[SETTINGS].session_max_age) * 1000)
+        await request.app[STORE].revoke_session(sid, expires_ms)
         await request.app[BROKER].control(CloseSockets("logged out", session_id=sid))
     session.invalidate()
     raise web.HTTPFound("/login")

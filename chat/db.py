@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import operator
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -46,9 +47,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from chat.errors import InvalidName, NameTaken, NoSuchRoom
+from chat.errors import InvalidName, LimitReached, NameTaken, NoSuchRoom
 from chat.fastread import FastReads, read_transaction
-from chat.models import ROOM_NAME_RE, USERNAME_RE, Message, ModerationEntry, Room, User
+from chat.models import (
+    ROOM_NAME_RE,
+    USERNAME_RE,
+    USERNAME_RULE,
+    Message,
+    ModerationEntry,
+    Room,
+    User,
+)
 
 if TYPE_CHECKING:
     from chat.groupcommit import GroupCommit
@@ -130,12 +139,34 @@ moderation_log = Table(
 
 Index("ix_moderation_log_ts", moderation_log.c.ts)
 
+# Usernames are unique without regard to case: "Alice" cannot sit beside "alice".
+Index("uq_users_username_lower", func.lower(users.c.username), unique=True)
+
+# Sessions ended by a logout before their cookie expires: a copy of the cookie must not outlive
+# the logout. Kept until `expires_at` (ms), when the cookie could no longer be used anyway.
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+Index("ix_revoked_sessions_expires_at", revoked_sessions.c.expires_at)
+
 DEFAULT_ROOMS = ("general",)
 # pg_advisory_xact_lock key serialising start-up migrations across nodes (any fixed 64-bit int).
 MIGRATION_LOCK_KEY = 0x63686174_6D696772  # "chatmigr"
 
 # The reads every upgrade and join makes, built once with named parameters.
 _USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+# Every request and upgrade: the user, and whether this session was revoked, in one read.
+_SESSION_USER = select(
+    users,
+    select(revoked_sessions.c.session_id)
+    .where(revoked_sessions.c.session_id == bindparam("session_id"))
+    .exists()
+    .label("revoked"),
+).where(users.c.id == bindparam("user_id"))
 _ROOM_BY_NAME = select(rooms).where(rooms.c.name == bindparam("room"))
 _HISTORY = (
     select(
@@ -350,10 +381,7 @@ class Store:
     async def create_user(self, username: str, password_hash: str, *, admin: bool = False) -> User:
         """Create an account; the very first account becomes the admin."""
         if not USERNAME_RE.match(username):
-            raise InvalidName(
-                "Usernames are 2 to 32 letters, digits, '.', '_' or '-', starting with a "
-                "letter or digit."
-            )
+            raise InvalidName(USERNAME_RULE)
         async with self._write() as conn:
             first = (await conn.execute(select(func.count()).select_from(users))).scalar_one() == 0
             try:
@@ -372,9 +400,36 @@ class Store:
         return _user(row)
 
     async def user_by_name(self, username: str) -> User | None:
+        """The account with this name, whatever its case."""
+        query = select(users).where(func.lower(users.c.username) == username.lower())
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+            row = (await conn.execute(query)).first()
         return None if row is None else _user(row)
+
+    async def session_user(self, user_id: int, session_id: str) -> User | None:
+        """The user of a session cookie, or None if there is no such user or that session was
+        revoked (a logout): one read, made once per request or upgrade."""
+        params = {"user_id": user_id, "session_id": session_id}
+        if self._fast is not None:
+            row = await self._fast.one(*self.sql(_SESSION_USER, params))
+        else:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(_SESSION_USER, params)).first()
+        return None if row is None or row.revoked else _user(row)
+
+    async def revoke_session(self, session_id: str, expires_at: int) -> None:
+        """End one session everywhere, until `expires_at` (ms); forget expired revocations."""
+        async with self._write() as conn:
+            await conn.execute(
+                revoked_sessions.delete().where(revoked_sessions.c.expires_at < now_ms())
+            )
+            exists = select(revoked_sessions.c.session_id).where(
+                revoked_sessions.c.session_id == session_id
+            )
+            if (await conn.execute(exists)).first() is None:
+                await conn.execute(
+                    insert(revoked_sessions).values(session_id=session_id, expires_at=expires_at)
+                )
 
     async def user_by_id(self, user_id: int) -> User | None:
         params = {"user_id": user_id}
@@ -431,14 +486,29 @@ class Store:
                     await self.create_room(name, creator_id=None)
 
     async def create_room(
-        self, name: str, *, creator_id: int | None, private: bool = False
+        self,
+        name: str,
+        *,
+        creator_id: int | None,
+        private: bool = False,
+        max_public: int | None = None,
     ) -> Room:
+        """Create a room; with `max_public`, a public one only while there are fewer."""
         if not ROOM_NAME_RE.match(name):
             raise InvalidName(
                 "Room names are 1 to 32 lowercase letters, digits, '-' or '_', starting with a "
                 "letter or digit."
             )
         async with self._write() as conn:
+            if not private and max_public is not None:
+                public = (
+                    select(func.count()).select_from(rooms).where(rooms.c.is_private == false())
+                )
+                if (await conn.execute(public)).scalar_one() >= max_public:
+                    raise LimitReached(
+                        f"This chat already has {max_public} public rooms, the most it allows. "
+                        "Create a private room, or ask an administrator."
+                    )
             try:
                 await conn.execute(
                     insert(rooms).values(
@@ -786,11 +856,22 @@ def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(url.database))
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (0600, like the secret key) before
+    SQLite opens it: SQLite creates the -wal and -shm files with the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # an existing database keeps the mode its operator gave it
+    os.close(fd)
 
 
 # Every writing connection to the SQLite file, SQLAlchemy's and the group commit's alike.

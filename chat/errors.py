@@ -64,6 +64,13 @@ class InvalidName(ChatError):
     code = "invalid_name"
 
 
+class LimitReached(ChatError):
+    """A site-wide cap (not a rate): trying again later does not help by itself."""
+
+    code = "limit_reached"
+    status = 409
+
+
 class Retryable(ChatError):
     """Refused for now; `retry_after` (seconds) tells the client when trying again makes sense."""
 
@@ -84,3 +91,8 @@ class Unavailable(Retryable):
 
     code = "unavailable"
     status = 503
+
+
+class MigrationRefused(Exception):
+    """The database holds data the next schema cannot take; the message says what to fix.
+    Not a `ChatError`: no user caused it, and the server must not start."""

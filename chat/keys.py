@@ -25,6 +25,7 @@ class Limits:
     login_by_ip: TokenBuckets
     login_by_name: TokenBuckets
     register_by_ip: TokenBuckets
+    create_room: TokenBuckets  # keyed by user id
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
@@ -37,6 +38,7 @@ class Limits:
             register_by_ip=TokenBuckets(
                 s.registrations_per_hour / 3600.0, s.registrations_per_hour
             ),
+            create_room=TokenBuckets(s.rooms_per_hour / 3600.0, s.rooms_per_hour),
         )
 
 

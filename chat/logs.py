@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+from chat.clientip import CLIENT
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -61,6 +64,33 @@ class AccessLogger(AbstractAccessLogger):
                 "path": request.path,
                 "status": response.status,
                 "ms": round(time * 1000, 2),
-                "remote": request.remote,
+                "remote": request.get(CLIENT, request.remote),
             },
         )
+
+
+# What a client's broken request looks like to aiohttp (a line too long, a bad header, a body cut
+# off): the client's mistake, worth a line, not a traceback at ERROR.
+_CLIENT_FAULTS = (HttpProcessingError, ClientPayloadError, ConnectionResetError)
+
+
+class MalformedRequests(logging.Filter):
+    """On aiohttp's server logger: a request aiohttp itself refused as malformed is logged as one
+    WARNING line naming the fault; anything else (a real bug) keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, _CLIENT_FAULTS):
+            detail = " ".join(str(exc).split())[:200]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {detail}"
+            record.args = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install `MalformedRequests` on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in logger.filters):
+        logger.addFilter(MalformedRequests())

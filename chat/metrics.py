@@ -43,7 +43,16 @@ class Metrics:
         self.moderation = Counter(
             "chat_moderation_actions", "Moderation actions taken", ["action"], registry=r
         )
-        for limit in ("chat", "typing", "login", "register", "connections"):
+        for limit in (
+            "chat",
+            "typing",
+            "login",
+            "register",
+            "connections",
+            "password_change",
+            "password_hash",
+            "create_room",
+        ):
             self.rate_limited.labels(limit)
         r.register(HubCollector(hub))
 

@@ -13,10 +13,11 @@ import logging
 import math
 from collections.abc import Awaitable
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.typedefs import Handler
 
 from chat.errors import ChatError, Retryable
+from chat.keys import SETTINGS
 from chat.render import render
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,27 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
 HSTS = "max-age=31536000"
 
 
+# What every response's Server header says: no versions to look up known bugs by.
+SERVER = "chat"
+
+
+def hide_server_version() -> None:
+    """aiohttp names itself and Python, with versions, in every response it makes, its own
+    refusals of unparsable requests included (which reach no hook of ours): it reads this
+    module attribute each time, so that is where the name is set."""
+    web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     if response.status == 101:
         # A WebSocket upgrade is no document: these headers do nothing there, and the response
         # (with its headers) stays in memory as long as the socket is open.
         return
+    public_url = request.app[SETTINGS].public_url
+    location = response.headers.get("Location")
+    if public_url and location and location.startswith("/") and not location.startswith("//"):
+        # Redirects name the site as configured, not as the Host header says.
+        response.headers["Location"] = public_url + location
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.secure:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 # Room and user names appear in URLs, logs and the UI: keep them boring and unambiguous.
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
+USERNAME_RULE = (
+    "Usernames are 2 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit."
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,8 +69,10 @@ async def ban(app: web.Application, actor: User, target: User, *, reason: str = 
     _require_admin(actor)
     if target.id == actor.id:
         raise Forbidden("You cannot ban yourself.")
-    # Banned first, closed second: a reconnect that races the close is refused already.
+    # Banned first, closed second: a reconnect that races the close is refused already. The
+    # session version moves too, so an unban later does not bring today's cookies back.
     await app[STORE].set_banned(target.id, True)
+    await app[STORE].bump_session_version(target.id)
     await app[BROKER].control(CloseSockets(_with(BAN_REASON, reason), user_id=target.id))
     await _record(app, actor, "ban", target=target.username, detail=reason)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ipaddress
 import os
 import re
 import secrets
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NODE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -73,6 +75,16 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     fanout_gap_seconds: float = 0.5
     publish_queue_size: int = 10000
+    # Reverse proxies whose X-Forwarded-For / X-Real-IP are believed (chat.clientip).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # The site's own origin as browsers see it: the Origin check and redirects use it.
+    public_url: str | None = None
+    max_form_bytes: int = 64 * 1024
+    body_timeout_seconds: float = 10.0
+    password_hashes_in_flight: int = 2
+    password_hash_queue: int = 8
+    rooms_per_hour: int = 10
+    max_public_rooms: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -142,6 +154,22 @@ class Settings:
         if metrics_token is not None and len(metrics_token) < 16:
             raise SettingsError("METRICS_TOKEN: expected at least 16 characters")
         return cls(
+            trusted_proxies=_networks(env.get("TRUSTED_PROXIES", "")),
+            public_url=_public_url(env.get("PUBLIC_URL", "")),
+            max_form_bytes=reader.number(
+                "MAX_FORM_BYTES", int, d.max_form_bytes, low=1024, high=1 << 26
+            ),
+            body_timeout_seconds=reader.number(
+                "BODY_TIMEOUT_SECONDS", float, d.body_timeout_seconds, low=0.1, high=3600
+            ),
+            password_hashes_in_flight=reader.number(
+                "PASSWORD_HASHES_IN_FLIGHT", int, d.password_hashes_in_flight, low=1, high=256
+            ),
+            password_hash_queue=reader.number(
+                "PASSWORD_HASH_QUEUE", int, d.password_hash_queue, low=0, high=10000
+            ),
+            rooms_per_hour=reader.number("ROOMS_PER_HOUR", int, d.rooms_per_hour, low=1),
+            max_public_rooms=reader.number("MAX_PUBLIC_ROOMS", int, d.max_public_rooms, low=1),
             host=reader.get("CHAT_HOST", str, d.host),
             port=reader.number("CHAT_PORT", int, d.port, low=0, high=65535),
             var_dir=var_dir,
@@ -288,6 +316,43 @@ def _tls_files(env: Mapping[str, str]) -> tuple[Path | None, Path | None]:
         if not Path(value).is_file():
             raise SettingsError(f"{name}: expected a readable PEM file, {value!r} is not a file")
     return Path(cert), Path(key)
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """TRUSTED_PROXIES: comma-separated addresses or CIDRs (a bare address is a /32 or /128)."""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"TRUSTED_PROXIES: expected comma-separated IP addresses or CIDRs, got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _public_url(raw: str) -> str | None:
+    """PUBLIC_URL: the origin browsers use, scheme://host[:port] (a trailing / is dropped)."""
+    raw = raw.strip().rstrip("/")
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise SettingsError(f"PUBLIC_URL: expected http(s)://host[:port] and no path, got {raw!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise SettingsError(f"PUBLIC_URL: bad port in {raw!r}") from None
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def _secret_from(raw: str) -> bytes:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
 
 from chat import moderation
 from chat.auth import require_admin, require_user
-from chat.errors import ChatError, NoSuchRoom, NoSuchUser
-from chat.keys import PRESENCE, SETTINGS, STORE
+from chat.errors import ChatError, NoSuchRoom, NoSuchUser, Retryable, TooMany
+from chat.keys import LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
 from chat.presence import by_user
 from chat.render import render
@@ -45,12 +46,27 @@ async def create_room(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     name = str(form.get("name", "")).strip().lower()
     private = form.get("private") in {"1", "on", "true"}
+    settings = request.app[SETTINGS]
     try:
-        room = await request.app[STORE].create_room(name, creator_id=user.id, private=private)
+        # Administrators set a chat up, so only others are held to ROOMS_PER_HOUR.
+        wait = 0.0 if user.is_admin else request.app[LIMITS].create_room.take(user.id)
+        if wait:
+            request.app[METRICS].rate_limited.labels("create_room").inc()
+            raise TooMany(
+                f"You can create {settings.rooms_per_hour} rooms an hour. "
+                f"Try again in {max(1, math.ceil(wait))} seconds.",
+                retry_after=wait,
+            )
+        room = await request.app[STORE].create_room(
+            name, creator_id=user.id, private=private, max_public=settings.max_public_rooms
+        )
     except ChatError as exc:
         ctx = await _rooms_context(request)
         ctx.update(new_room=name, error=exc.message)
-        return await render(request, "rooms.html", ctx, status=exc.status)
+        response = await render(request, "rooms.html", ctx, status=exc.status)
+        if isinstance(exc, Retryable):
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
     raise web.HTTPFound(f"/rooms/{room.name}")
 
 

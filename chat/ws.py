@@ -53,8 +53,13 @@ def origin_allowed(request: web.Request) -> bool:
     if origin is None:
         return True
     origin = origin.rstrip("/")
-    if origin in request.app[SETTINGS].allowed_origins:
+    settings = request.app[SETTINGS]
+    if origin in settings.allowed_origins:
         return True
+    if settings.public_url is not None:
+        # The site's address is configured: the Host header (which a proxy may rewrite, and a
+        # client may choose) is not what an origin is compared with.
+        return origin.lower() == settings.public_url
     parts = urlsplit(origin)
     return parts.scheme in {"http", "https"} and parts.netloc.lower() == request.host.lower()
 
@@ -128,8 +133,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text frames only")
                 break
     finally:
-        # The typing limiter is keyed by connection: a closed one's bucket is never needed again.
-        request.app[LIMITS].typing.forget(conn.id)
         # Synchronous, so it happens even if this handler is being torn down; the leave
         # announcements may await, so they run as a task the hub keeps until it finishes.
         left = hub.unregister(conn)
@@ -358,7 +361,8 @@ class SocketSession:
 
     async def typing(self, frame: Typing) -> None:
         self._require_joined(frame.room)
-        wait = self.limits.typing.take(self.conn.id)
+        # Per user, not per socket: more tabs are no licence to more typing notices.
+        wait = self.limits.typing.take(self.conn.user.id)
         if wait:
             self.metrics.rate_limited.labels("typing").inc()
             raise TooMany("Typing notices are sent too often.", retry_after=wait)
