@@ -161,7 +161,12 @@ def _safe_next(value: object) -> str:
     page. The target is judged as parsed and normalised (yarl drops tabs and newlines, browsers
     read a backslash as a slash), and what is returned is that normalised form, so what was
     checked is what the Location header carries."""
-    if not isinstance(value, str) or not value.startswith("/") or _unsafe_chars(value):
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or value.startswith("//")
+        or _unsafe_chars(value)
+    ):
         return "/"
     try:
         target = URL(value)
