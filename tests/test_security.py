@@ -17,7 +17,7 @@ from aiohttp import WSServerHandshakeError, web
 from yarl import URL
 
 from tests.conftest import ClientFactory
-from tests.helpers import PASSWORD, Client, create_room, csrf, login, post_form, register
+from tests.helpers import PASSWORD, Client, create_room, csrf, login, post_form
 
 NEXT_RE = re.compile(r'name="next" value="([^"]*)"')
 
