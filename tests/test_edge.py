@@ -25,7 +25,7 @@ from sqlalchemy import create_engine
 from chat.migrate import alembic_config
 from chat.settings import Settings
 from tests.cluster import ROOT
-from tests.helpers import CSRF_RE, PASSWORD, Client, csrf, join, receive_type, send
+from tests.helpers import CSRF_RE, Client, csrf, join, receive_type, send
 
 # --- request bodies ---
 
@@ -286,12 +286,3 @@ def test_the_migration_refuses_case_twins_naming_them(tmp_path: Path) -> None:
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 5
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
-
-
-async def test_passwords_still_verify_after_the_case_index(client: Client, anon: Client) -> None:
-    response = await anon.post(
-        "/login",
-        data={"username": "ALICE", "password": PASSWORD, "csrf_token": await csrf(anon)},
-        allow_redirects=False,
-    )
-    assert response.status == 302
