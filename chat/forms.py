@@ -45,6 +45,11 @@ async def read_form(
     except ConnectionResetError:
         _warn(request, "body cut off")
         raise web.HTTPBadRequest(text="The request body was cut off.") from None
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client goes away mid-body: worth a line (there
+        # is nobody left to answer), and the cancellation goes on.
+        _warn(request, "connection closed before the body arrived")
+        raise
     except _MALFORMED as exc:
         _warn(request, f"{type(exc).__name__}: {exc}")
         raise web.HTTPBadRequest(

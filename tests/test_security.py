@@ -160,6 +160,38 @@ async def test_a_registration_burst_is_refused_at_once_and_logins_go_on(
     assert max(t for _, t, _ in refused) < max(t for _, t, _ in created)
 
 
+@pytest.mark.parametrize(
+    "settings_env",
+    [
+        {
+            "REGISTRATIONS_PER_HOUR": "1000",
+            "PASSWORD_HASHES_IN_FLIGHT": "1",
+            "PASSWORD_HASH_QUEUE": "0",
+        }
+    ],
+)
+async def test_refused_registrations_cost_no_hash(bob: Client, new_client: ClientFactory) -> None:
+    """With room for one hash and no queue, a burst that hashed first would see 503s; checked
+    first, every attempt gets its real answer."""
+    bad = [
+        {"username": "Bob", "password": PASSWORD, "confirm": PASSWORD},  # taken, in any case
+        {"username": "-dash", "password": PASSWORD, "confirm": PASSWORD},
+        {"username": "fresh", "password": "short", "confirm": "short"},
+        {"username": "fresh", "password": PASSWORD, "confirm": "other password"},
+    ] * 4
+    clients = [await new_client() for _ in bad]
+    tokens = [await csrf(c, "/register") for c in clients]
+
+    async def attempt(i: int) -> int:
+        response = await clients[i].post(
+            "/register", data={**bad[i], "csrf_token": tokens[i]}, allow_redirects=False
+        )
+        return response.status
+
+    statuses = await asyncio.gather(*(attempt(i) for i in range(len(bad))))
+    assert statuses == [409, 400, 400, 400] * 4
+
+
 @pytest.mark.parametrize("settings_env", [{"REGISTRATIONS_PER_HOUR": "3"}])
 async def test_failed_registrations_count_against_the_limit(anon: Client) -> None:
     mismatched = {"username": "someone", "password": PASSWORD, "confirm": "something else"}

@@ -48,6 +48,15 @@ def test_secret_key_from_environment_is_shared_by_every_node(tmp_path: Path) -> 
         ("SECRET_KEY", "short", "SECRET_KEY: expected at least 16 characters"),
         ("CHAT_RATE_PER_SECOND", "0", "CHAT_RATE_PER_SECOND: expected a number >= 0.01"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: expected one of"),
+        ("TRUSTED_PROXIES", "10.0.0.1, nginx", "TRUSTED_PROXIES: expected comma-separated IP"),
+        ("PUBLIC_URL", "chat.example.com", "PUBLIC_URL: expected http(s)://host[:port]"),
+        ("PUBLIC_URL", "https://chat.example.com/app", "PUBLIC_URL: expected http(s)://host"),
+        ("MAX_FORM_BYTES", "10", "MAX_FORM_BYTES: expected an integer >= 1024"),
+        ("BODY_TIMEOUT_SECONDS", "0", "BODY_TIMEOUT_SECONDS: expected a number >= 0.1"),
+        ("PASSWORD_HASHES_IN_FLIGHT", "0", "PASSWORD_HASHES_IN_FLIGHT: expected an integer >= 1"),
+        ("PASSWORD_HASH_QUEUE", "-1", "PASSWORD_HASH_QUEUE: expected an integer >= 0"),
+        ("ROOMS_PER_HOUR", "0", "ROOMS_PER_HOUR: expected an integer >= 1"),
+        ("MAX_PUBLIC_ROOMS", "0", "MAX_PUBLIC_ROOMS: expected an integer >= 1"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str, expected: str) -> None:
@@ -63,3 +72,17 @@ def test_allowed_origins_are_normalised(tmp_path: Path) -> None:
         {"CHAT_VAR_DIR": str(tmp_path), "ALLOWED_ORIGINS": "https://a.example/, http://b:8080"}
     )
     assert s.allowed_origins == frozenset({"https://a.example", "http://b:8080"})
+
+
+def test_trusted_proxies_and_public_url_are_parsed(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {
+            "CHAT_VAR_DIR": str(tmp_path),
+            "TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/24,::1",
+            "PUBLIC_URL": "https://Chat.Example.com/",
+        }
+    )
+    assert [str(n) for n in s.trusted_proxies] == ["127.0.0.1/32", "10.0.0.0/24", "::1/128"]
+    assert s.public_url == "https://chat.example.com"
+    defaults = Settings.from_env({"CHAT_VAR_DIR": str(tmp_path)})
+    assert defaults.trusted_proxies == () and defaults.public_url is None
