@@ -25,10 +25,19 @@ async def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> AsyncIte
         await cluster.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+    url = request.getfixturevalue("pg_url")
+    assert isinstance(url, str)
+    return url
+
+
 async def test_a_cookie_copied_before_logout_is_refused_on_every_node(
-    cluster: Cluster, tmp_path: Path
+    cluster: Cluster, database_url: str
 ) -> None:
-    a, b = await cluster.start(f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}", "a", "b")
+    a, b = await cluster.start(database_url, "a", "b")
     alice = await cluster.browser(a, "alice")
     jar = alice.session.cookie_jar.filter_cookies(URL(a.url))
     stolen = {"Cookie": f"chat_session={jar['chat_session'].value}"}
