@@ -81,6 +81,8 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
         for header in ("Retry-After", "Allow"):
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
+        if exc.headers.get("Connection", "").lower() == "close":
+            response.force_close()  # the request's body was not read to its end (chat.forms)
         return response
     except Retryable as exc:
         response = await _error_page(request, exc.status, exc.message)

@@ -94,6 +94,7 @@ async def test_a_body_sent_one_byte_at_a_time_is_cut_off(
     async with asyncio.timeout(15):
         answer = await raw_request(server, head, trickle=b"username=slow&" * 14)
     assert answer.startswith(b"HTTP/1.1 408")
+    assert b"\r\nConnection: close\r\n" in answer
     assert time.monotonic() - start < 5
     assert any(r.levelno == logging.WARNING and r.name == "chat.forms" for r in caplog.records)
 
