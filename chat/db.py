@@ -158,7 +158,6 @@ DEFAULT_ROOMS = ("general",)
 MIGRATION_LOCK_KEY = 0x63686174_6D696772  # "chatmigr"
 
 # The reads every upgrade and join makes, built once with named parameters.
-_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
 # Every request and upgrade: the user, and whether this session was revoked, in one read.
 _SESSION_USER = select(
     users,
@@ -419,26 +418,16 @@ class Store:
 
     async def revoke_session(self, session_id: str, expires_at: int) -> None:
         """End one session everywhere, until `expires_at` (ms); forget expired revocations."""
-        async with self._write() as conn:
-            await conn.execute(
-                revoked_sessions.delete().where(revoked_sessions.c.expires_at < now_ms())
-            )
-            exists = select(revoked_sessions.c.session_id).where(
-                revoked_sessions.c.session_id == session_id
-            )
-            if (await conn.execute(exists)).first() is None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    revoked_sessions.delete().where(revoked_sessions.c.expires_at < now_ms())
+                )
                 await conn.execute(
                     insert(revoked_sessions).values(session_id=session_id, expires_at=expires_at)
                 )
-
-    async def user_by_id(self, user_id: int) -> User | None:
-        params = {"user_id": user_id}
-        if self._fast is not None:  # every upgrade asks: one thread hop on SQLite
-            row = await self._fast.one(*self.sql(_USER_BY_ID, params))
-            return None if row is None else _user(row)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(_USER_BY_ID, params)).first()
-        return None if row is None else _user(row)
+        except IntegrityError:
+            pass  # revoked already (the same session logged out twice at once)
 
     async def set_admin(self, user_id: int, admin: bool) -> None:
         async with self._write() as conn:
