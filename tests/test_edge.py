@@ -5,6 +5,7 @@ the SQLite file's mode, the per-user typing limit, and the case-twin migration c
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import os
@@ -20,8 +21,10 @@ import aiohttp
 import pytest
 from aiohttp import WSServerHandshakeError, web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict, CIMultiDictProxy
 from sqlalchemy import create_engine
 
+from chat.clientip import client_address
 from chat.migrate import alembic_config
 from chat.settings import Settings
 from tests.cluster import ROOT
@@ -216,6 +219,28 @@ async def test_behind_a_trusted_proxy_limits_go_by_the_forwarded_client(
     # A peer that is not a trusted proxy is not believed, whatever it forwards.
     direct = await from_address("127.0.0.3")
     assert [await failed_login(direct, server, f"192.0.2.{i}") for i in range(3)] == [400, 400, 429]
+
+
+PROXIES = (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("2001:db8::/64"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "client"),
+    [
+        ("192.0.2.1", {"X-Forwarded-For": "198.51.100.1"}, "192.0.2.1"),  # untrusted peer
+        ("10.0.0.5", {}, "10.0.0.5"),  # a proxy's own request
+        ("10.0.0.5", {"X-Forwarded-For": "198.51.100.1"}, "198.51.100.1"),
+        # Two proxies in a row, and a forged hop in front: the rightmost untrusted one counts.
+        ("10.0.0.5", {"X-Forwarded-For": "6.6.6.6, 198.51.100.1, 10.0.0.7"}, "198.51.100.1"),
+        ("10.0.0.5", {"X-Forwarded-For": "10.0.0.8, 10.0.0.7"}, "10.0.0.8"),  # all trusted
+        ("10.0.0.5", {"X-Forwarded-For": "garbage, 10.0.0.7"}, "10.0.0.7"),
+        ("10.0.0.5", {"X-Real-IP": "198.51.100.2"}, "198.51.100.2"),
+        ("2001:db8::9", {"X-Forwarded-For": "[2001:db8:1::1]:4711"}, "2001:db8:1::1"),
+        ("::ffff:10.0.0.5", {"X-Forwarded-For": "198.51.100.3:5000"}, "198.51.100.3"),
+    ],
+)
+def test_the_client_address_rules(peer: str, headers: dict[str, str], client: str) -> None:
+    assert client_address(peer, CIMultiDictProxy(CIMultiDict(headers)), PROXIES) == client
 
 
 @pytest.mark.parametrize("settings_env", [{"TRUSTED_PROXIES": "127.0.0.1"}])
