@@ -48,7 +48,10 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(app[HUB])
     app[LIMITS] = Limits.from_settings(settings)
     app[PASSWORDS] = PasswordHasher(
-        time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
+        time_cost=settings.password_time_cost,
+        memory_kib=settings.password_memory_kib,
+        in_flight=settings.password_hashes_in_flight,
+        queue=settings.password_hash_queue,
     )
 
     # Order matters: the session wraps the error pages (so they can show who is logged in), and

@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 class PasswordHasher:
     def __init__(
-        self, *, time_cost: int, memory_kib: int, in_flight: int = 2, queue: int = 8
+        self, *, time_cost: int, memory_kib: int, in_flight: int = 2, queue: int = 16
     ) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=1, type=argon2.Type.ID

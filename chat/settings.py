@@ -82,7 +82,7 @@ class Settings:
     max_form_bytes: int = 64 * 1024
     body_timeout_seconds: float = 10.0
     password_hashes_in_flight: int = 2
-    password_hash_queue: int = 8
+    password_hash_queue: int = 16
     rooms_per_hour: int = 10
     max_public_rooms: int = 1000
 

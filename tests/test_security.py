@@ -161,6 +161,25 @@ async def test_a_registration_burst_is_refused_at_once_and_logins_go_on(
 
 
 @pytest.mark.parametrize(
+    "settings_env", [{"REGISTRATIONS_PER_HOUR": "1000", "PASSWORD_HASH_QUEUE": "100"}]
+)
+async def test_a_burst_within_the_hash_queue_is_served_in_full(
+    new_client: ClientFactory,
+) -> None:
+    clients = [await new_client() for _ in range(40)]
+    tokens = [await csrf(c, "/register") for c in clients]
+
+    async def attempt(i: int) -> int:
+        form = {"username": f"user{i}", "password": PASSWORD, "confirm": PASSWORD}
+        response = await clients[i].post(
+            "/register", data={**form, "csrf_token": tokens[i]}, allow_redirects=False
+        )
+        return response.status
+
+    assert await asyncio.gather(*(attempt(i) for i in range(len(clients)))) == [302] * 40
+
+
+@pytest.mark.parametrize(
     "settings_env",
     [
         {
