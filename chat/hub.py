@@ -279,6 +279,16 @@ class Connection:
             self._flusher.expand()
         self.send_encoded(payload.encode() if isinstance(payload, str) else payload, None)
 
+    def send_stored_copy(self, room: str, payload: str, seq: int) -> None:
+        """A resend's stored copy (its ack), in its place in this socket's seq order: now if
+        the socket was given that seq already; otherwise the message itself is still on its
+        way here (with several nodes, after seqs this node is still waiting for) and, carrying
+        its client_id, acks the resend when its turn comes."""
+        if self._flusher is not None:
+            self._flusher.expand()  # what the room was given first counts as given
+        if seq <= self.seen.get(room, 0):
+            self.send_encoded(payload.encode(), None)
+
     def send_encoded(self, data: bytes, frame: bytes | None) -> None:
         if self.closing:
             self.stats.frames_dropped += 1

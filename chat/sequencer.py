@@ -151,7 +151,7 @@ class Sequencer:
     async def _fill_once(self, room: str) -> None:
         after = self.last.get(room, 0)
         try:
-            messages, _complete, db_last = await self.store.history(room, after)
+            messages, complete, db_last = await self.store.history(room, after)
         except NoSuchRoom:
             self.last.pop(room, None)
             self._held.pop(room, None)
@@ -159,11 +159,27 @@ class Sequencer:
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not read missed messages of %r: %s", room, exc)
             return
-        for message in messages:
-            if message.seq > self.last.get(room, 0):
-                self._deliver(room, message.seq, protocol.chat_frame(message))
-        # Below the database's last seq, what it no longer has (trimmed, deleted) is gone for good;
-        # clients see the gap and re-join with `since`, which tells them the history is incomplete.
+        if complete:
+            for message in messages:
+                if message.seq > self.last.get(room, 0):
+                    self._deliver(room, message.seq, protocol.chat_frame(message))
+        elif db_last > self.last.get(room, 0):
+            # The kept history no longer reaches back to what this node delivered last: more
+            # than HISTORY_LIMIT messages went by unseen (a long Redis outage). No silent jump:
+            # the room's sockets are told as a resuming client is, by a `history` that is not
+            # `complete`, delivered as seq `db_last` (a socket given that much already gets
+            # nothing; a joiner whose own history is newer skips it).
+            log.warning(
+                "room %r: messages %d to %d are no longer kept; telling its sockets",
+                room,
+                after + 1,
+                (messages[0].seq - 1) if messages else db_last,
+            )
+            self._deliver(
+                room,
+                db_last,
+                protocol.history_frame(room, messages, complete=False, last_seq=db_last),
+            )
         self.last[room] = max(self.last.get(room, 0), db_last)
         if messages or db_last > after:
             log.info("room %r: read %d missed messages from the database", room, len(messages))
