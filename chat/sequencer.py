@@ -43,6 +43,8 @@ class Sequencer:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._filling: set[str] = set()
         self._fill_again: set[str] = set()
+        # The database's last seq of the rooms found behind at the last position check.
+        self._behind: dict[str, int] = {}
         self._tasks = TaskSet("reading missed messages")
 
     async def start(self) -> None:
@@ -97,6 +99,32 @@ class Sequencer:
                 continue
             await self._fill(room.name)
         return behind
+
+    async def check_positions(self) -> int:
+        """Compare the last seq of the rooms with members here with the database's; read the
+        rooms that are still behind where the database stood at the previous check. That is
+        a message committed and never published (its node died in between) in a room where
+        nothing came after it to show the gap. Run every POSITION_CHECK_SECONDS, so such a
+        message is delivered within twice that; a message merely still on its way through
+        Redis arrives before the next check and costs no read. Returns how many rooms were
+        read."""
+        positions = await self.store.last_seqs(self.hub.room_names())
+        behind, self._behind = self._behind, {}
+        read = 0
+        for room, db_last in positions.items():
+            last = self.last.get(room, 0)
+            if db_last <= last:
+                continue
+            was = behind.get(room)
+            if was is not None and last < was:
+                read += 1
+                log.info(
+                    "room %r: seq %d to %d were not published; reading them", room, last + 1, was
+                )
+                await self._fill(room)
+            else:
+                self._behind[room] = db_last
+        return read
 
     def _deliver(self, room: str, seq: int, payload: str) -> None:
         self.last[room] = seq
