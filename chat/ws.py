@@ -287,10 +287,11 @@ class SocketSession:
             self.hub.leave(conn, room)
             raise
         # A `since` beyond the room's last seq: the database is not the one the client saw
-        # (restored from a backup, a lagging replica); it shows the room's history afresh.
+        # (restored from a backup, a lagging replica). The history is then the room's whole
+        # kept history (`complete` as on a fresh page), which the client shows afresh.
         reset = frame.since is not None and frame.since > last_seq
         history = protocol.history_frame(
-            room, messages, complete=complete and not reset, last_seq=last_seq, reset=reset
+            room, messages, complete=complete, last_seq=last_seq, reset=reset
         )
         self.hub.finish_join(conn, room, history, last_seq)
         # Published before the joiner hears it is in: by then every node's lists include it.
