@@ -4,7 +4,9 @@ processes on one Redis and one database, at the default HISTORY_LIMIT (50)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,9 @@ import pytest
 from chat.db import Store
 from chat.settings import Settings
 from tests.cluster import Cluster, Node, chats_until, wait_for
+from tests.conftest import need
 from tests.helpers import join, receive, receive_type, send
-from tests.servers import RedisServer
+from tests.servers import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.redis]
 
@@ -194,3 +197,109 @@ async def test_a_double_submit_on_two_nodes_is_stored_once(
         await send(wb, type="chat", room="general", text="next")
         for ws in (on_a, on_b, wb):  # nothing in between: no second copy anywhere
             assert [f["text"] for f in await chats_until(ws, 2)][-1] == "next"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test's own: it is stopped and started again mid-test."""
+    need(
+        shutil.which("initdb") is not None and shutil.which("postgres") is not None,
+        "PostgreSQL (initdb, postgres) is not installed",
+    )
+    directory = Path(tempfile.mkdtemp(prefix="chat-pg-restart-"))
+    server = PostgresServer(directory)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop(fast=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Talker:
+    """One person's socket that sends numbered messages one at a time and, like chat.js, sends
+    a message again (same client_id) after `unavailable` once `retry_after` has passed."""
+
+    def __init__(self, ws: Any, name: str) -> None:
+        self.ws = ws
+        self.name = name
+        self.chats: list[dict[str, Any]] = []
+        self.refused = 0
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def read(self) -> None:
+        while True:
+            frame = await receive(self.ws, timeout=60)
+            ref = frame.get("client_id") if frame["type"] == "chat" else frame.get("ref")
+            if frame["type"] == "chat":
+                self.chats.append(frame)
+            waiting = self._acks.get(ref) if ref is not None else None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(frame)
+
+    async def say(self, count: int, pause: float) -> None:
+        for i in range(count):
+            client_id = f"{self.name}-{i}"
+            while True:
+                self._acks[client_id] = asyncio.get_running_loop().create_future()
+                await send(
+                    self.ws, type="chat", room="general", text=client_id, client_id=client_id
+                )
+                answer = await asyncio.wait_for(self._acks[client_id], 30)
+                if answer["type"] == "chat":
+                    break
+                assert answer["code"] == "unavailable", answer
+                self.refused += 1
+                await asyncio.sleep(answer["retry_after"])
+            await asyncio.sleep(pause)
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_restart_under_traffic_loses_and_doubles_nothing(
+    cluster: Cluster, own_postgres: PostgresServer
+) -> None:
+    """Also: PostgreSQL is down for a few seconds while two nodes carry traffic. Senders get
+    `unavailable` and send again; /readyz says 503 meanwhile; afterwards every message is
+    stored once, in order, and every socket has every seq."""
+    url = own_postgres.url("postgres")
+    a, b = await start(cluster, url, "node-a", "node-b")
+    alice = await cluster.browser(a, "alice")
+    bob = await cluster.browser(b, "bob")
+    async with alice.ws(a) as wa, bob.ws(b) as wb:
+        await join(wa, "general")
+        await join(wb, "general")
+        talkers = [Talker(wa, "alice"), Talker(wb, "bob")]
+        readers = [asyncio.create_task(t.read()) for t in talkers]
+        each = 30
+        talking = asyncio.gather(*(t.say(each, 0.1) for t in talkers))
+        try:
+            await asyncio.sleep(0.8)
+            own_postgres.stop(fast=True)
+            async with alice.session.get(f"{a.url}/readyz") as ready:
+                assert ready.status == 503
+                assert (await ready.json())["checks"]["database"] != "ok"
+            await asyncio.sleep(2.5)
+            own_postgres.start()
+            async with asyncio.timeout(90):
+                await talking
+            total = 2 * each
+            for t in talkers:
+                async with asyncio.timeout(20):
+                    while not t.chats or t.chats[-1]["seq"] < total:
+                        await asyncio.sleep(0.05)
+        finally:
+            for task in readers:
+                task.cancel()
+        async with alice.session.get(f"{a.url}/readyz") as ready:
+            assert ready.status == 200
+    assert sum(t.refused for t in talkers) > 0, "the outage refused nothing"
+    for node in (a, b):  # refused with a frame, never an unhandled error (a 1006 drop)
+        assert "Error handling request" not in node.log and "Unhandled" not in node.log
+    for t in talkers:  # every seq, once, in order, on both nodes' sockets
+        assert [f["seq"] for f in t.chats] == list(range(1, total + 1))
+    assert talkers[0].chats == talkers[1].chats
+    # Stored once: each text once, each person's in the order sent.
+    texts = [f["text"] for f in talkers[0].chats]
+    assert sorted(texts) == sorted(f"{who}-{i}" for who in ("alice", "bob") for i in range(each))
+    for who in ("alice", "bob"):
+        assert [x for x in texts if x.startswith(who)] == [f"{who}-{i}" for i in range(each)]
