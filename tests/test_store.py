@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import select
 
-from chat.db import Store, client_ids, messages, now_ms, rooms
+from chat.db import Store, client_ids, create_engine, messages, now_ms, rooms
 from chat.errors import NameTaken, NoSuchRoom
+from chat.migrate import alembic_config
 from chat.models import User
 from chat.settings import Settings
 
@@ -212,3 +215,36 @@ async def test_concurrent_writers_on_postgresql_get_gap_free_unique_seqs(pg_url:
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_migration_0004_remembers_the_client_ids_already_in_the_history(
+    tmp_path: Path,
+) -> None:
+    """A database from before the client_id memory: the kept messages' client_ids are known at
+    once, so their resends are recognised after the next trim too."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+    await engine.dispose()
+    db = sqlite3.connect(tmp_path / "old.sqlite3")
+    with db:
+        db.execute("INSERT INTO users (id, username, password_hash, is_admin, created_at) "
+                   "VALUES (1, 'old', 'hash', 1, 0)")  # fmt: skip
+        db.execute("INSERT INTO rooms (id, name, last_seq, created_at) VALUES (1, 'general', 1, 0)")
+        db.execute("INSERT INTO messages (room_id, seq, user_id, text, ts, client_id) "
+                   "VALUES (1, 1, 1, 'from before', 5, 'c-old')")  # fmt: skip
+    db.close()
+    store = await Store.open(url, history_limit=1)
+    try:
+        old = await store.user_by_name("old")
+        assert old is not None
+        await store.append_message("general", old, "trims the old one", None)
+        again, is_new = await store.append_message("general", old, "from before", "c-old")
+        assert (again.seq, is_new) == (1, False)
+    finally:
+        await store.close()
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0002"))
+    await engine.dispose()
