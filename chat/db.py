@@ -753,7 +753,7 @@ class Store:
         last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
         if after > last_seq:
             # Ahead of the database: what the client holds is not what the room holds.
-            return await self.history(room_name, None) if after else ([], True, last_seq)
+            return await self.history(room_name, None)
         if after == last_seq:
             return [], True, last_seq
         # Deleted messages still count here: the client missed nothing it is allowed to see.
