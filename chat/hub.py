@@ -570,6 +570,28 @@ class Hub:
     def room_names(self) -> list[str]:
         return list(self._rooms)
 
+    def shown(self) -> dict[str, int]:
+        """Per room with members here, the highest seq any of them has been given."""
+        self.flusher.expand()
+        return {
+            name: max((c.seen.get(name, 0) for c in room.members), default=0)
+            for name, room in self._rooms.items()
+        }
+
+    def reset_room(self, room: str, history: str, last_seq: int) -> int:
+        """The database went back (restored from a backup, a failover to a replica that lags):
+        every socket in the room is handed `history` (with `reset`) and counts from `last_seq`
+        again. Returns how many sockets."""
+        self.flusher.expand()
+        found = self._rooms.get(room)
+        told = 0
+        for conn in tuple(found.members) if found is not None else ():
+            if room in conn.seen:  # a joiner's own history comes from the database as it is
+                conn.seen[room] = last_seq
+                conn.send(history)
+                told += 1
+        return told
+
     def of_user(self, user_id: int) -> Iterator[Connection]:
         return iter(tuple(self._by_user.get(user_id, ())))
 

@@ -113,7 +113,14 @@ class Sequencer:
         read = 0
         for room, db_last in positions.items():
             last = self.last.get(room, 0)
-            if db_last <= last:
+            if db_last < last:
+                # The database went back (restored, a failover): count from where it stands,
+                # or its next messages would be taken for duplicates. (The room's sockets are
+                # reset by chat.upkeep.)
+                self.last[room] = db_last
+                self._held.pop(room, None)
+                continue
+            if db_last == last:
                 continue
             was = behind.get(room)
             if was is not None and last < was:

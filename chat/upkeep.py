@@ -1,4 +1,11 @@
-"""Periodic upkeep of the store: forgetting the client_ids of old messages.
+"""Periodic upkeep: forgetting the client_ids of old messages, and noticing a database that
+went back in time.
+
+A database restored from a backup, or a failover to a replica that lags, holds less than the
+open sockets were shown: their pages would take the room's next messages for old ones (their
+`seq` at or below what they have) and hide them. Every POSITION_CHECK_SECONDS each node compares
+the highest seq its sockets were given with the database's last seq, and resets the sockets of
+a room that went back (a `history` with `reset`, as a client resuming with that `since` gets).
 
 Each message's client_id is remembered (table `client_ids`, written in the transaction that
 stores the message) beyond the room's kept history, so that a resend of a message the history
@@ -16,8 +23,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from chat import protocol
 from chat.db import Store, now_ms
-from chat.keys import SETTINGS, STORE
+from chat.errors import NoSuchRoom
+from chat.hub import Hub
+from chat.keys import HUB, SETTINGS, STORE
 from chat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,9 +61,50 @@ async def _prune_forever(store: Store, settings: Settings) -> None:
         await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
 
+async def reset_rewound_rooms(hub: Hub, store: Store) -> list[str]:
+    """Reset the sockets of every room whose database went back below what they were given;
+    return those rooms."""
+    # What the sockets were given first, the database second: every seq given out was
+    # committed before the read, so the database is behind only if it lost them.
+    shown = hub.shown()
+    rewound = []
+    for room, last_seq in (await store.last_seqs(list(shown))).items():
+        if last_seq >= shown[room]:
+            continue
+        messages, complete, last_seq = await store.history(room, None)
+        log.warning(
+            "room %r: the database's last seq is %d, below the %d its sockets were given "
+            "(restored from a backup? a failover?); resetting them",
+            room,
+            last_seq,
+            shown[room],
+        )
+        frame = protocol.history_frame(
+            room, messages, complete=complete, last_seq=last_seq, reset=True
+        )
+        hub.reset_room(room, frame, last_seq)
+        rewound.append(room)
+    return rewound
+
+
+async def _check_rewinds_forever(hub: Hub, store: Store, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.position_check_seconds)
+        try:
+            await reset_rewound_rooms(hub, store)
+        except (SQLAlchemyError, OSError, NoSuchRoom) as exc:  # down: next time
+            log.warning("could not compare the rooms' last seq with the database: %s", exc)
+
+
 async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_prune_forever(app[STORE], app[SETTINGS]), name="chat-upkeep")
+    tasks = [
+        asyncio.create_task(_prune_forever(app[STORE], app[SETTINGS]), name="chat-upkeep"),
+        asyncio.create_task(
+            _check_rewinds_forever(app[HUB], app[STORE], app[SETTINGS]), name="chat-rewinds"
+        ),
+    ]
     yield
-    task.cancel()
-    # wait() rather than await: the task's own CancelledError is expected, ours is not.
-    await asyncio.wait([task])
+    for task in tasks:
+        task.cancel()
+    # wait() rather than await: the tasks' own CancelledError is expected, ours is not.
+    await asyncio.wait(tasks)

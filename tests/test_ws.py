@@ -634,3 +634,28 @@ async def test_a_socket_closed_as_too_slow_resumes_beyond_the_history_incomplete
             assert seqs == list(range(count - limit + 1, count + 1))  # each once, in order
             await chat(sender, "general", "live again")
             assert (await receive_type(back, "chat"))["seq"] == count + 1
+
+
+@pytest.mark.parametrize("settings_env", [{"POSITION_CHECK_SECONDS": "0.2"}])
+async def test_an_open_socket_is_reset_when_the_database_goes_back(
+    client: Client, bob: Client, app: web.Application, tmp_path: Path
+) -> None:
+    """A failover to a replica that lags (or a restore) under open sockets: they are reset to
+    the room as the database has it, and the room's next messages are not taken for old ones."""
+    async with client.ws_connect("/ws") as a, bob.ws_connect("/ws") as b:
+        await join(a, "general")
+        await join(b, "general")
+        for i in range(3):
+            await chat(a, "general", f"m{i}")
+        assert [(await receive_type(b, "chat"))["seq"] for _ in range(3)] == [1, 2, 3]
+        # What the replica has: the first message only.
+        with sqlite3.connect(tmp_path / "var" / "chat.sqlite3") as db:
+            db.execute("DELETE FROM messages WHERE seq > 1")
+            db.execute("UPDATE rooms SET last_seq = 1 WHERE name = 'general'")
+        for ws in (a, b):
+            reset = await receive_type(ws, "history", timeout=5)
+            assert reset["reset"] is True and reset["last_seq"] == 1
+            assert [m["text"] for m in reset["messages"]] == ["m0"]
+        ack = await chat(b, "general", "after the failover")
+        assert ack["seq"] == 2
+        assert (await receive_type(a, "chat"))["text"] == "after the failover"
