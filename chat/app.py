@@ -33,6 +33,7 @@ from chat.middlewares import error_pages, hide_server_version, security_headers
 from chat.passwords import PasswordHasher
 from chat.presence import LocalPresence
 from chat.settings import PROJECT_ROOT, Settings
+from chat.upkeep import upkeep_ctx
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(security_headers)
 
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(upkeep_ctx)
     app.cleanup_ctx.append(_fanout_ctx)
     app.cleanup_ctx.append(_keep_alive_ctx)
     app.on_shutdown.append(_close_sockets)

@@ -34,12 +34,15 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    delete,
     event,
     false,
     func,
     insert,
+    null,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy import text as sql_text
@@ -103,6 +106,25 @@ messages = Table(
     # A resend with the same client_id from the same user finds the first copy instead.
     UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
 )
+
+# The client_ids of each user's recent messages, kept beyond the rooms' kept history: a resend
+# whose original was trimmed meanwhile is still recognised (and acked with its seq), not stored
+# a second time. Written in the transaction that stores the message; pruned by age
+# (CLIENT_ID_TTL_SECONDS) and count per user (CLIENT_ID_MEMORY) by `Store.forget_client_ids`.
+client_ids = Table(
+    "client_ids",
+    metadata,
+    # No foreign keys: a check per stored message, for rows that are pruned by age anyway.
+    Column("user_id", Integer, primary_key=True),
+    Column("client_id", String(64), primary_key=True),
+    Column("room_id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    # The primary key is the table: no second copy of every key in a rowid table.
+    sqlite_with_rowid=False,
+)
+
+Index("ix_client_ids_ts", client_ids.c.ts)
 
 read_markers = Table(
     "read_markers",
@@ -191,12 +213,22 @@ _HISTORY = (
 # message at a time, or in a group commit, which runs them compiled to SQLite SQL by
 # `Store.compiled` for a whole batch: one seq bump and one trim per room, one insert of all rows).
 _ROOM_ID = select(rooms.c.id).where(rooms.c.name == bindparam("room"))
-_BY_CLIENT_ID = select(messages.c.seq, messages.c.text, messages.c.ts).where(
-    and_(
-        messages.c.room_id == bindparam("room_id"),
-        messages.c.user_id == bindparam("user_id"),
-        messages.c.client_id == bindparam("client_id"),
-    )
+# A resend's original: in the kept history (with its text), or only remembered (trimmed).
+_BY_CLIENT_ID = union_all(
+    select(messages.c.seq, messages.c.ts, messages.c.text).where(
+        and_(
+            messages.c.room_id == bindparam("room_id"),
+            messages.c.user_id == bindparam("user_id"),
+            messages.c.client_id == bindparam("client_id"),
+        )
+    ),
+    select(client_ids.c.seq, client_ids.c.ts, null().label("text")).where(
+        and_(
+            client_ids.c.room_id == bindparam("room_id"),
+            client_ids.c.user_id == bindparam("user_id"),
+            client_ids.c.client_id == bindparam("client_id"),
+        )
+    ),
 )
 # Takes `n` seqs at once; the last one is returned.
 _NEXT_SEQ = (
@@ -214,6 +246,13 @@ _INSERT_MESSAGE = insert(messages).values(
     client_id=bindparam("client_id"),
     # Explicit: compiled for the group commit's plain sqlite3, no Python-side default would run.
     deleted=False,
+)
+_REMEMBER_CLIENT_ID = insert(client_ids).values(
+    user_id=bindparam("user_id"),
+    client_id=bindparam("client_id"),
+    room_id=bindparam("room_id"),
+    seq=bindparam("seq"),
+    ts=bindparam("ts"),
 )
 # Trim in the same transaction: the room never holds more than the limit.
 _TRIM = messages.delete().where(
@@ -261,6 +300,7 @@ class AppendStatements:
     by_client_id: Compiled
     next_seq: Compiled
     insert: Compiled
+    remember: Compiled
     trim: Compiled
 
     @classmethod
@@ -270,12 +310,26 @@ class AppendStatements:
             by_client_id=compile(_BY_CLIENT_ID),
             next_seq=compile(_NEXT_SEQ),
             insert=compile(_INSERT_MESSAGE),
+            remember=compile(_REMEMBER_CLIENT_ID),
             trim=compile(_TRIM),
         )
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def resent_copy(
+    rows: Sequence[Any], room: str, username: str, text: str, client_id: str
+) -> Message | None:
+    """The stored copy of a resend from the rows of `_BY_CLIENT_ID` (seq, ts, text), or None
+    if it is new. A copy only remembered (its message trimmed) has the resend's text: the same
+    message, sent again."""
+    if not rows:
+        return None
+    kept = [r for r in rows if r[2] is not None]
+    seq, ts, stored = (kept or rows)[0]
+    return Message(room, int(seq), username, text if stored is None else stored, ts, client_id)
 
 
 def _user(row: Any) -> User:
@@ -623,11 +677,10 @@ class Store:
                 if client_id is None or attempt == 2:
                     raise
             # The same message (a resend racing its original) was stored meanwhile; this
-            # transaction, seq bump included, was rolled back. Ack the stored copy, or, if it
-            # has already been trimmed from the history, store the message again.
+            # transaction, seq bump included, was rolled back. Ack the stored copy.
             async with self.engine.connect() as conn:
                 room_id = await self._room_id(conn, room_name)
-                stored = await self._by_client_id(conn, room_id, room_name, user, client_id)
+                stored = await self._by_client_id(conn, room_id, room_name, user, text, client_id)
             if stored is not None:
                 return stored, False
         raise AssertionError("unreachable")
@@ -638,36 +691,84 @@ class Store:
         async with self._write() as conn:
             room_id = await self._room_id(conn, room_name)
             if client_id is not None:
-                stored = await self._by_client_id(conn, room_id, room_name, user, client_id)
+                stored = await self._by_client_id(conn, room_id, room_name, user, text, client_id)
                 if stored is not None:
                     return stored, False
             seq = (await conn.execute(_NEXT_SEQ, {"room_id": room_id, "n": 1})).scalar_one()
             ts = now_ms()
-            await conn.execute(
-                _INSERT_MESSAGE,
-                {
-                    "room_id": room_id,
-                    "seq": seq,
-                    "user_id": user.id,
-                    "text": text,
-                    "ts": ts,
-                    "client_id": client_id,
-                },
-            )
+            row = {
+                "room_id": room_id,
+                "seq": seq,
+                "user_id": user.id,
+                "text": text,
+                "ts": ts,
+                "client_id": client_id,
+            }
+            await conn.execute(_INSERT_MESSAGE, row)
+            if client_id is not None:
+                await conn.execute(_REMEMBER_CLIENT_ID, row)
             await conn.execute(_TRIM, {"room_id": room_id, "upto": seq - self.history_limit})
         return Message(room_name, seq, user.username, text, ts, client_id), True
 
     async def _by_client_id(
-        self, conn: AsyncConnection, room_id: int, room_name: str, user: User, client_id: str
+        self,
+        conn: AsyncConnection,
+        room_id: int,
+        room_name: str,
+        user: User,
+        text: str,
+        client_id: str,
     ) -> Message | None:
-        row = (
-            await conn.execute(
-                _BY_CLIENT_ID, {"room_id": room_id, "user_id": user.id, "client_id": client_id}
+        params = {"room_id": room_id, "user_id": user.id, "client_id": client_id}
+        rows = (await conn.execute(_BY_CLIENT_ID, params)).all()
+        return resent_copy(rows, room_name, user.username, text, client_id)
+
+    async def forget_client_ids(self, *, older_than: int, keep: int, active_since: int) -> int:
+        """Prune the remembered client_ids: those stored before `older_than` (ms), and beyond
+        the newest `keep` of each user who sent something since `active_since` (ms; only they
+        can have gone over). Returns how many were forgotten."""
+        over = (
+            select(client_ids.c.user_id)
+            .where(
+                client_ids.c.user_id.in_(
+                    select(client_ids.c.user_id).where(client_ids.c.ts >= active_since)
+                )
             )
-        ).first()
-        if row is None:
-            return None
-        return Message(room_name, row.seq, user.username, row.text, row.ts, client_id)
+            .group_by(client_ids.c.user_id)
+            .having(func.count() > keep)
+        )
+        async with self.engine.connect() as conn:
+            heavy = list((await conn.execute(over)).scalars())
+        async with self._write() as conn:
+            forgotten = (
+                await conn.execute(delete(client_ids).where(client_ids.c.ts < older_than))
+            ).rowcount
+            for user_id in heavy:
+                newest = (
+                    select(client_ids.c.ts)
+                    .where(client_ids.c.user_id == user_id)
+                    .order_by(client_ids.c.ts.desc())
+                    .offset(keep - 1)
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                forgotten += (
+                    await conn.execute(
+                        delete(client_ids).where(
+                            and_(client_ids.c.user_id == user_id, client_ids.c.ts < newest)
+                        )
+                    )
+                ).rowcount
+        return int(forgotten)
+
+    async def last_seqs(self, names: Sequence[str]) -> dict[str, int]:
+        """The rooms' last seq in the database (for the position check of chat.sequencer)."""
+        if not names:
+            return {}
+        query = select(rooms.c.name, rooms.c.last_seq).where(rooms.c.name.in_(list(names)))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r.name: int(r.last_seq) for r in rows}
 
     async def _room_id(self, conn: AsyncConnection, room_name: str) -> int:
         room_id = (await conn.execute(_ROOM_ID, {"room": room_name})).scalar_one_or_none()
@@ -680,7 +781,10 @@ class Store:
         client missed, and the room's last seq.
 
         `complete` is False when `since` reaches further back than what is kept, so the client
-        can say so instead of pretending nothing was missed.
+        can say so instead of pretending nothing was missed; and when `since` is beyond the
+        room's last seq (the database was restored from a backup, or is a replica that lags):
+        then the answer is the whole kept history, which the client shows instead of what it
+        has (see `reset` in docs/protocol.md).
         """
         after = since or 0
         room_params = {"room": room_name}
@@ -706,7 +810,10 @@ class Store:
         # PostgreSQL path the two reads are not one snapshot): the bound the hub filters held
         # and live frames with must cover it.
         last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
-        if after >= last_seq:
+        if after > last_seq:
+            # Ahead of the database: what the client holds is not what the room holds.
+            return await self.history(room_name, None)
+        if after == last_seq:
             return [], True, last_seq
         # Deleted messages still count here: the client missed nothing it is allowed to see.
         complete = bool(rows) and rows[0].seq == after + 1

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from chat.db import SQLITE_PRAGMAS, AppendStatements, now_ms
+from chat.db import SQLITE_PRAGMAS, AppendStatements, now_ms, resent_copy
 from chat.errors import NoSuchRoom
 from chat.models import Message, User
 
@@ -98,6 +98,7 @@ class GroupCommit:
         self._since_checkpoint = 0
         self._room_ids: dict[str, int] = {}
         self._row = statements.insert.rows()
+        self._remembered = statements.remember.rows()
         self._queue: list[_Append] = []
         self._oldest = 0.0  # when the first append still queued was submitted (monotonic)
         self._inline = True  # whether `submit` may commit (see _commit_now)
@@ -316,7 +317,8 @@ class GroupCommit:
         and one trim per room; a resend gets its stored copy.
 
         A resend is rare, so the batch is first stored without looking any up: the unique
-        (room, user, client_id) index then refuses a resend whose original is stored. Only
+        (room, user, client_id) keys of the messages and of the remembered client_ids then
+        refuse a resend whose original is stored (kept, or trimmed but remembered). Only
         then is the batch rolled back to before its seq bumps and stored again, looking each
         client_id up first."""
         db.execute("SAVEPOINT optimistic")
@@ -349,27 +351,24 @@ class GroupCommit:
                     continue
                 first[key] = i
                 if look_up:
-                    found = db.execute(
-                        *sql.by_client_id(
-                            room_id=room_id, user_id=item.user_id, client_id=item.client_id
-                        )
-                    ).fetchone()
+                    found = resent_copy(
+                        db.execute(
+                            *sql.by_client_id(
+                                room_id=room_id, user_id=item.user_id, client_id=item.client_id
+                            )
+                        ).fetchall(),
+                        item.room,
+                        item.username,
+                        item.text,
+                        item.client_id,
+                    )
                     if found is not None:
-                        outcomes[i] = (
-                            Message(
-                                item.room,
-                                found[0],
-                                item.username,
-                                found[1],
-                                found[2],
-                                item.client_id,
-                            ),
-                            False,
-                        )
+                        outcomes[i] = (found, False)
                         continue
             fresh.setdefault(room_id, []).append(i)
         ts = now_ms()
         rows = []
+        remembered = []  # (user_id, client_id, room_id, seq, ts) of those that have a client_id
         trims = []  # (room id, highest seq to delete), once all the rows are in
         for room_id, positions in fresh.items():
             (last,) = db.execute(*sql.next_seq(room_id=room_id, n=len(positions))).fetchone()
@@ -380,21 +379,23 @@ class GroupCommit:
                     Message(item.room, seq, item.username, item.text, ts, item.client_id),
                     True,
                 )
-                rows.append(
-                    self._row(
-                        {
-                            "room_id": room_id,
-                            "seq": seq,
-                            "user_id": item.user_id,
-                            "text": item.text,
-                            "ts": ts,
-                            "client_id": item.client_id,
-                            "deleted": False,
-                        }
-                    )
-                )
+                row = {
+                    "room_id": room_id,
+                    "seq": seq,
+                    "user_id": item.user_id,
+                    "text": item.text,
+                    "ts": ts,
+                    "client_id": item.client_id,
+                    "deleted": False,
+                }
+                rows.append(self._row(row))
+                if item.client_id is not None:
+                    remembered.append(self._remembered(row))
         if rows:
             db.executemany(sql.insert.sql, rows)
+        if remembered:
+            # Refuses (IntegrityError) a resend whose original was trimmed from the history.
+            db.executemany(sql.remember.sql, remembered)
         for room_id, upto in trims:
             db.execute(*sql.trim(room_id=room_id, upto=upto))
         for i, j in resent:

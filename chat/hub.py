@@ -279,6 +279,16 @@ class Connection:
             self._flusher.expand()
         self.send_encoded(payload.encode() if isinstance(payload, str) else payload, None)
 
+    def send_stored_copy(self, room: str, payload: str, seq: int) -> None:
+        """A resend's stored copy (its ack), in its place in this socket's seq order: now if
+        the socket was given that seq already; otherwise the message itself is still on its
+        way here (with several nodes, after seqs this node is still waiting for) and, carrying
+        its client_id, acks the resend when its turn comes."""
+        if self._flusher is not None:
+            self._flusher.expand()  # what the room was given first counts as given
+        if seq <= self.seen.get(room, 0):
+            self.send_encoded(payload.encode(), None)
+
     def send_encoded(self, data: bytes, frame: bytes | None) -> None:
         if self.closing:
             self.stats.frames_dropped += 1
@@ -559,6 +569,28 @@ class Hub:
 
     def room_names(self) -> list[str]:
         return list(self._rooms)
+
+    def shown(self) -> dict[str, int]:
+        """Per room with members here, the highest seq any of them has been given."""
+        self.flusher.expand()
+        return {
+            name: max((c.seen.get(name, 0) for c in room.members), default=0)
+            for name, room in self._rooms.items()
+        }
+
+    def reset_room(self, room: str, history: str, last_seq: int) -> int:
+        """The database went back (restored from a backup, a failover to a replica that lags):
+        every socket in the room is handed `history` (with `reset`) and counts from `last_seq`
+        again. Returns how many sockets."""
+        self.flusher.expand()
+        found = self._rooms.get(room)
+        told = 0
+        for conn in tuple(found.members) if found is not None else ():
+            if room in conn.seen:  # a joiner's own history comes from the database as it is
+                conn.seen[room] = last_seq
+                conn.send(history)
+                told += 1
+        return told
 
     def of_user(self, user_id: int) -> Iterator[Connection]:
         return iter(tuple(self._by_user.get(user_id, ())))

@@ -174,15 +174,28 @@ def chat_frame(message: Message) -> str:
     return _dump({"type": "chat", **message_dict(message)})
 
 
-def history_frame(room: str, messages: Iterable[Message], *, complete: bool) -> str:
-    return _dump(
-        {
-            "type": "history",
-            "room": room,
-            "messages": [message_dict(m) for m in messages],
-            "complete": complete,
-        }
-    )
+def history_frame(
+    room: str,
+    messages: Iterable[Message],
+    *,
+    complete: bool,
+    last_seq: int | None = None,
+    reset: bool = False,
+) -> str:
+    """`last_seq`: the room's last seq as of this history (the tail may be deleted messages).
+    `reset`: the client is to drop what it shows and show these messages instead (its `since`
+    was beyond the room's last seq)."""
+    frame: dict[str, Any] = {
+        "type": "history",
+        "room": room,
+        "messages": [message_dict(m) for m in messages],
+        "complete": complete,
+    }
+    if last_seq is not None:
+        frame["last_seq"] = last_seq
+    if reset:
+        frame["reset"] = True
+    return _dump(frame)
 
 
 def presence_frame(room: str, users: Iterable[str], read: Mapping[str, int] | None = None) -> str:

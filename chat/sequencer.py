@@ -43,6 +43,8 @@ class Sequencer:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._filling: set[str] = set()
         self._fill_again: set[str] = set()
+        # The database's last seq of the rooms found behind at the last position check.
+        self._behind: dict[str, int] = {}
         self._tasks = TaskSet("reading missed messages")
 
     async def start(self) -> None:
@@ -98,6 +100,39 @@ class Sequencer:
             await self._fill(room.name)
         return behind
 
+    async def check_positions(self) -> int:
+        """Compare the last seq of the rooms with members here with the database's; read the
+        rooms that are still behind where the database stood at the previous check. That is
+        a message committed and never published (its node died in between) in a room where
+        nothing came after it to show the gap. Run every POSITION_CHECK_SECONDS, so such a
+        message is delivered within twice that; a message merely still on its way through
+        Redis arrives before the next check and costs no read. Returns how many rooms were
+        read."""
+        positions = await self.store.last_seqs(self.hub.room_names())
+        behind, self._behind = self._behind, {}
+        read = 0
+        for room, db_last in positions.items():
+            last = self.last.get(room, 0)
+            if db_last < last:
+                # The database went back (restored, a failover): count from where it stands,
+                # or its next messages would be taken for duplicates. (The room's sockets are
+                # reset by chat.upkeep.)
+                self.last[room] = db_last
+                self._held.pop(room, None)
+                continue
+            if db_last == last:
+                continue
+            was = behind.get(room)
+            if was is not None and last < was:
+                read += 1
+                log.info(
+                    "room %r: seq %d to %d were not published; reading them", room, last + 1, was
+                )
+                await self._fill(room)
+            else:
+                self._behind[room] = db_last
+        return read
+
     def _deliver(self, room: str, seq: int, payload: str) -> None:
         self.last[room] = seq
         self.hub.deliver(room, payload, seq)
@@ -151,7 +186,7 @@ class Sequencer:
     async def _fill_once(self, room: str) -> None:
         after = self.last.get(room, 0)
         try:
-            messages, _complete, db_last = await self.store.history(room, after)
+            messages, complete, db_last = await self.store.history(room, after)
         except NoSuchRoom:
             self.last.pop(room, None)
             self._held.pop(room, None)
@@ -159,11 +194,27 @@ class Sequencer:
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not read missed messages of %r: %s", room, exc)
             return
-        for message in messages:
-            if message.seq > self.last.get(room, 0):
-                self._deliver(room, message.seq, protocol.chat_frame(message))
-        # Below the database's last seq, what it no longer has (trimmed, deleted) is gone for good;
-        # clients see the gap and re-join with `since`, which tells them the history is incomplete.
+        if complete:
+            for message in messages:
+                if message.seq > self.last.get(room, 0):
+                    self._deliver(room, message.seq, protocol.chat_frame(message))
+        elif db_last > self.last.get(room, 0):
+            # The kept history no longer reaches back to what this node delivered last: more
+            # than HISTORY_LIMIT messages went by unseen (a long Redis outage). No silent jump:
+            # the room's sockets are told as a resuming client is, by a `history` that is not
+            # `complete`, delivered as seq `db_last` (a socket given that much already gets
+            # nothing; a joiner whose own history is newer skips it).
+            log.warning(
+                "room %r: messages %d to %d are no longer kept; telling its sockets",
+                room,
+                after + 1,
+                (messages[0].seq - 1) if messages else db_last,
+            )
+            self._deliver(
+                room,
+                db_last,
+                protocol.history_frame(room, messages, complete=False, last_seq=db_last),
+            )
         self.last[room] = max(self.last.get(room, 0), db_last)
         if messages or db_last > after:
             log.info("room %r: read %d missed messages from the database", room, len(messages))

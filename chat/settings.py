@@ -85,6 +85,13 @@ class Settings:
     password_hash_queue: int = 16
     rooms_per_hour: int = 10
     max_public_rooms: int = 1000
+    # Several nodes: how often each node compares its rooms' last seq with the database, so a
+    # message committed by a node that died before publishing it is delivered anyway.
+    position_check_seconds: float = 2.0
+    # A resend is recognised by its client_id for this long after the message was stored, for
+    # up to this many of the user's latest messages, even after the room's history trimmed it.
+    client_id_ttl_seconds: int = 7 * 24 * 3600
+    client_id_memory: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -236,6 +243,15 @@ class Settings:
             ),
             publish_queue_size=reader.number(
                 "PUBLISH_QUEUE_SIZE", int, d.publish_queue_size, low=1, high=1_000_000
+            ),
+            position_check_seconds=reader.number(
+                "POSITION_CHECK_SECONDS", float, d.position_check_seconds, low=0.1, high=3600
+            ),
+            client_id_ttl_seconds=reader.number(
+                "CLIENT_ID_TTL_SECONDS", int, d.client_id_ttl_seconds, low=60
+            ),
+            client_id_memory=reader.number(
+                "CLIENT_ID_MEMORY", int, d.client_id_memory, low=1, high=1_000_000
             ),
         )
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy.exc import SQLAlchemyError
 
 from chat import moderation, protocol
 from chat.auth import current_user, is_banned, session_id
@@ -44,6 +46,9 @@ _CLOSED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 MAX_IN_FLIGHT = 32
 # When a client may send again a message the database failed to store (`unavailable`).
 STORE_RETRY_SECONDS = 2.0
+# What the database raises when it fails (PostgreSQL restarting, a full disk, a lost
+# connection): the frame gets `unavailable`, the socket stays open.
+STORE_ERRORS = (SQLAlchemyError, sqlite3.Error, OSError)
 
 
 def origin_allowed(request: web.Request) -> bool:
@@ -247,6 +252,14 @@ class SocketSession:
         except ChatError as exc:
             exc.ref = exc.ref or frame.ref
             raise
+        except STORE_ERRORS as exc:
+            log.warning("the database failed a %s frame: %r", type(frame).__name__.lower(), exc)
+            message = (
+                "The message could not be stored."
+                if isinstance(frame, Chat)
+                else "The server could not do that just now."
+            )
+            raise Unavailable(message, retry_after=STORE_RETRY_SECONDS, ref=frame.ref) from exc
 
     def _require_joined(self, room: str) -> None:
         if room not in self.conn.rooms:
@@ -276,9 +289,14 @@ class SocketSession:
         except BaseException:
             self.hub.leave(conn, room)
             raise
-        self.hub.finish_join(
-            conn, room, protocol.history_frame(room, messages, complete=complete), last_seq
+        # A `since` beyond the room's last seq: the database is not the one the client saw
+        # (restored from a backup, a lagging replica). The history is then the room's whole
+        # kept history (`complete` as on a fresh page), which the client shows afresh.
+        reset = frame.since is not None and frame.since > last_seq
+        history = protocol.history_frame(
+            room, messages, complete=complete, last_seq=last_seq, reset=reset
         )
+        self.hub.finish_join(conn, room, history, last_seq)
         # Published before the joiner hears it is in: by then every node's lists include it.
         await self.presence.changed()
         users = await self.presence.room_users(room)
@@ -321,8 +339,9 @@ class SocketSession:
             self.hub.stats.messages_in += 1
             await self.broker.publish(frame.room, payload, message.seq)
         else:
-            # A resend of something already stored: ack it again to the sender only.
-            self.conn.send(payload)
+            # A resend of something already stored: ack it again to the sender only, in its
+            # place in this socket's seq order.
+            self.conn.send_stored_copy(frame.room, payload, message.seq)
 
     def _stored(self, frame: Chat, outcome: Outcome) -> None:
         """The group commit's outcome for a message `chat` handed over: what the handler would
@@ -349,7 +368,7 @@ class SocketSession:
             assert isinstance(self.broker, LocalBroker)
             self.broker.publish_now(frame.room, payload, message.seq)
         else:
-            self.conn.send(payload)
+            self.conn.send_stored_copy(frame.room, payload, message.seq)
 
     async def stored(self) -> None:
         """Wait until every chat message this socket handed over is stored and published."""

@@ -9,7 +9,8 @@
 //            receipt {user, seq}, deleted {seq}, error {code, message, ref?, retry_after?}
 //   A text frame may carry several JSON documents separated by "\n".
 //   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
-"use strict";
+// An ES module (strict by itself): what a `history` frame means is in resume.js.
+import { planHistory } from "./resume.js";
 
 (function () {
   const root = document.getElementById("room");
@@ -451,16 +452,34 @@
     if (!ended) setStatus("offline", "offline");
   });
 
+  // The server's room is behind what the page shows (restored from a backup, a lagging
+  // replica): drop every confirmed message and notice, keeping only what is still unsent, and
+  // show the room as a fresh page load would.
+  function clearShown() {
+    for (const li of [...list.children]) {
+      if (!li.classList.contains("pending")) li.remove();
+    }
+    lastSeq = 0;
+    readSent = 0;
+    readMarkers.clear(); // the presence frame that follows brings the room's markers
+  }
+
   function onHistory(frame) {
     const following = atBottom();
-    const msgs = frame.messages;
-    if (!frame.complete && lastSeq > 0 && msgs.length > 0 && msgs[0].seq > lastSeq + 1) {
-      notice(`${msgs[0].seq - lastSeq - 1} missed messages are no longer kept.`, "missed");
+    const plan = planHistory(lastSeq, frame);
+    if (plan.reset) {
+      clearShown();
+      if (plan.earlier) notice("Earlier messages are not kept.");
+      else if (plan.messages.length === 0) notice("No messages yet. Say hello!", "empty");
     }
-    for (const m of msgs) {
+    if (plan.missed > 0) {
+      notice(`${plan.missed} missed messages are no longer kept.`, "missed");
+    }
+    for (const m of plan.messages) {
       if (m.seq > lastSeq + 1) lastSeq = m.seq - 1; // history is authoritative: accept its gap
       addMessage(m);
     }
+    if (plan.lastSeq > lastSeq) lastSeq = plan.lastSeq; // deleted newest messages still count
     joined = true;
     root.dataset.joined = "true"; // tests and styles can tell a live page from a stale one
     regroup();

@@ -13,6 +13,7 @@ import asyncio
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -118,12 +119,9 @@ class PostgresServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
         log = self.directory / "postgres.log"
-        with log.open("wb") as out:
-            subprocess.run(
-                ["initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                 "--locale=C", "--no-sync"],
-                check=True, stdout=out, stderr=subprocess.STDOUT, user=self.user,
-            )  # fmt: skip
+        if not (self.data / "PG_VERSION").exists():  # else: started again after a stop
+            self._initdb(log)
+        started_at = log.stat().st_size
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -137,12 +135,25 @@ class PostgresServer:
         _wait_for_port(self.port, self.proc, log)
         # The port opens a moment before start-up ends; connections in between are refused.
         deadline = time.monotonic() + START_TIMEOUT
-        while "ready to accept connections" not in log.read_text(errors="replace"):
+        while b"ready to accept connections" not in log.read_bytes()[started_at:]:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"postgres did not start: {log.read_text()[-2000:]}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def _initdb(self, log: Path) -> None:
+        with log.open("wb") as out:
+            subprocess.run(
+                ["initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                 "--locale=C", "--no-sync"],
+                check=True, stdout=out, stderr=subprocess.STDOUT, user=self.user,
+            )  # fmt: skip
+
+    def stop(self, *, fast: bool = False) -> None:
+        """Fast: SIGINT, PostgreSQL's fast shutdown (sessions are cut off, as in a crash or
+        a failover), rather than waiting for every client to disconnect."""
+        if fast and self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=30)
         _stop(self.proc)
         self.proc = None
         if self._log is not None:

@@ -19,6 +19,8 @@ def test_defaults_need_nothing(tmp_path: Path) -> None:
     assert s.send_queue_size == 256
     assert (s.chat_rate_per_second, s.chat_burst) == (10.0, 20)
     assert s.max_connections_per_user == 20
+    assert (s.client_id_ttl_seconds, s.client_id_memory) == (7 * 24 * 3600, 1000)
+    assert s.position_check_seconds == 2.0
     assert len(s.secret_key) == 32
 
 
@@ -57,6 +59,9 @@ def test_secret_key_from_environment_is_shared_by_every_node(tmp_path: Path) -> 
         ("PASSWORD_HASH_QUEUE", "-1", "PASSWORD_HASH_QUEUE: expected an integer >= 0"),
         ("ROOMS_PER_HOUR", "0", "ROOMS_PER_HOUR: expected an integer >= 1"),
         ("MAX_PUBLIC_ROOMS", "0", "MAX_PUBLIC_ROOMS: expected an integer >= 1"),
+        ("CLIENT_ID_MEMORY", "0", "CLIENT_ID_MEMORY: expected an integer >= 1"),
+        ("CLIENT_ID_TTL_SECONDS", "10", "CLIENT_ID_TTL_SECONDS: expected an integer >= 60"),
+        ("POSITION_CHECK_SECONDS", "0", "POSITION_CHECK_SECONDS: expected a number >= 0.1"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, name: str, value: str, expected: str) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import select
 
-from chat.db import Store, messages, rooms
+from chat.db import Store, client_ids, create_engine, messages, now_ms, rooms
 from chat.errors import NameTaken, NoSuchRoom
+from chat.migrate import alembic_config
 from chat.models import User
+from chat.settings import Settings
 
 LIMIT = 5
 
@@ -75,6 +79,70 @@ async def test_a_resend_with_the_same_client_id_is_stored_once(store: Store) -> 
     # Another user may happen to pick the same client_id.
     other, other_new = await store.append_message("general", bob, "hi", "c-1")
     assert other_new and other.seq == first.seq + 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_at_default_limit(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Store]:
+    """A store with the default HISTORY_LIMIT (50), on SQLite (group commit) and PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'default.sqlite3'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    store = await Store.open(url, history_limit=Settings().history_limit)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_a_resend_whose_original_was_trimmed_is_acked_not_stored_again(
+    store_at_default_limit: Store,
+) -> None:
+    """Issue 18, defect 1: the room moved on by more than HISTORY_LIMIT messages before the
+    resend; the client_id is still known, so the resend gets the original's seq."""
+    store = store_at_default_limit
+    limit = store.history_limit
+    alice, bob = await make_user(store, "alice"), await make_user(store, "bob")
+    original, is_new = await store.append_message("general", alice, "lost ack", "c-lost")
+    assert is_new and original.seq == 1
+    for i in range(limit + 5):
+        await store.append_message("general", bob, f"b{i}", f"b-{i}")
+    kept, complete, last = await store.history("general", None)
+    assert 1 not in [m.seq for m in kept] and not complete and last == limit + 6
+    # Alone, as the awaited path (and PostgreSQL) stores it...
+    again, again_new = await store.append_message("general", alice, "lost ack", "c-lost")
+    assert not again_new and again.seq == 1 and again.client_id == "c-lost"
+    assert again.text == "lost ack" and again.user == "alice"
+    # ...and in one group-commit batch with new messages (SQLite).
+    burst = await asyncio.gather(
+        store.append_message("general", bob, "new one", "b-new"),
+        store.append_message("general", alice, "lost ack", "c-lost"),
+        store.append_message("general", bob, "new two", "b-new-2"),
+    )
+    assert [(m.seq, new) for m, new in burst] == [(last + 1, True), (1, False), (last + 2, True)]
+    _, _, after = await store.history("general", None)
+    assert after == last + 2  # nothing stored twice
+
+
+async def test_remembered_client_ids_are_forgotten_by_age_and_beyond_the_count(
+    store_at_default_limit: Store,
+) -> None:
+    store = store_at_default_limit
+    alice, bob = await make_user(store, "alice"), await make_user(store, "bob")
+    for i in range(6):
+        await store.append_message("general", alice, f"a{i}", f"a-{i}")
+        await asyncio.sleep(0.002)  # distinct timestamps: "newest" is well defined
+    await store.append_message("general", bob, "b", "b-0")
+    # Keep alice's newest 4; bob is under the count.
+    forgotten = await store.forget_client_ids(older_than=0, keep=4, active_since=0)
+    assert forgotten == 2
+    async with store.engine.connect() as conn:
+        left = sorted((await conn.execute(select(client_ids.c.client_id))).scalars())
+    assert left == ["a-2", "a-3", "a-4", "a-5", "b-0"]
+    # By age: everything stored before now.
+    assert await store.forget_client_ids(older_than=now_ms() + 1, keep=4, active_since=0) == 5
 
 
 async def test_appends_at_the_same_time_are_stored_as_if_one_by_one(store: Store) -> None:
@@ -147,3 +215,36 @@ async def test_concurrent_writers_on_postgresql_get_gap_free_unique_seqs(pg_url:
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_migration_0004_remembers_the_client_ids_already_in_the_history(
+    tmp_path: Path,
+) -> None:
+    """A database from before the client_id memory: the kept messages' client_ids are known at
+    once, so their resends are recognised after the next trim too."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+    await engine.dispose()
+    db = sqlite3.connect(tmp_path / "old.sqlite3")
+    with db:
+        db.execute("INSERT INTO users (id, username, password_hash, is_admin, created_at) "
+                   "VALUES (1, 'old', 'hash', 1, 0)")  # fmt: skip
+        db.execute("INSERT INTO rooms (id, name, last_seq, created_at) VALUES (1, 'general', 1, 0)")
+        db.execute("INSERT INTO messages (room_id, seq, user_id, text, ts, client_id) "
+                   "VALUES (1, 1, 1, 'from before', 5, 'c-old')")  # fmt: skip
+    db.close()
+    store = await Store.open(url, history_limit=1)
+    try:
+        old = await store.user_by_name("old")
+        assert old is not None
+        await store.append_message("general", old, "trims the old one", None)
+        again, is_new = await store.append_message("general", old, "from before", "c-old")
+        assert (again.seq, is_new) == (1, False)
+    finally:
+        await store.close()
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0002"))
+    await engine.dispose()

@@ -551,3 +551,111 @@ async def test_tabs_of_one_person_share_one_user_record(
         await join(b, "general")
         first, second = app[HUB].connections.values()
         assert first.user is second.user
+
+
+# --- issue 18: exactly-once at the edge of the kept history ---
+
+
+async def test_a_resend_whose_original_was_trimmed_is_acked_with_its_seq_not_shown_twice(
+    client: Client, bob: Client, app: web.Application
+) -> None:
+    """The ack was lost, and the room moved on by more than HISTORY_LIMIT (50) messages before
+    the client resent; bob, who saw the original, must not see it a second time."""
+    limit = app[STORE].history_limit
+    async with bob.ws_connect("/ws") as b:
+        await join(b, "general")
+        async with client.ws_connect("/ws") as a:
+            await join(a, "general")
+            await send(a, type="chat", room="general", text="lost ack", client_id="c-lost")
+        # (alice's socket closed before she read the ack)
+        assert (await receive_type(b, "chat"))["seq"] == 1
+        for i in range(limit + 5):
+            await chat(b, "general", f"b{i}")
+        last = limit + 6
+        async with client.ws_connect("/ws") as a:
+            history = await join(a, "general", since=0)
+            assert history["complete"] is False and history["messages"][0]["seq"] == 7
+            ack = await chat(a, "general", "lost ack", client_id="c-lost")
+            assert (ack["type"], ack["seq"], ack["client_id"]) == ("chat", 1, "c-lost")
+            after = await chat(a, "general", "next")
+            assert after["seq"] == last + 1
+        assert (await receive_type(b, "chat"))["text"] == "next"  # and nothing in between
+    _, _, stored_last = await app[STORE].history("general", None)
+    assert stored_last == last + 1
+
+
+async def test_a_since_beyond_the_rooms_last_seq_resets_the_client_to_the_rooms_history(
+    client: Client, bob: Client
+) -> None:
+    """The database was restored from a backup: the client holds seq 120 of a room whose last
+    seq is now 3. The answer is what a fresh page load shows, and says so."""
+    async with client.ws_connect("/ws") as a:
+        await join(a, "general")
+        for i in range(3):
+            await chat(a, "general", f"m{i}")
+        history = await join(a, "general", since=120)
+        assert history["reset"] is True and history["last_seq"] == 3
+        assert [m["seq"] for m in history["messages"]] == [1, 2, 3]
+        assert history["complete"] is True  # as a fresh page: nothing before seq 1
+        # From there on, the room's own seqs.
+        async with bob.ws_connect("/ws") as b:
+            await join(b, "general")
+            await chat(b, "general", "after the restore")
+        assert (await receive_type(a, "chat"))["seq"] == 4
+        up_to_date = await join(a, "general", since=4)
+    assert "reset" not in up_to_date and up_to_date["messages"] == []
+
+
+async def test_a_socket_closed_as_too_slow_resumes_beyond_the_history_incomplete_and_once(
+    client: Client, bob: Client, app: web.Application
+) -> None:
+    """Closed with 1013 after more than HISTORY_LIMIT messages: the resume says that some are no
+    longer kept, and holds nothing twice."""
+    limit = app[STORE].history_limit
+    async with client.ws_connect("/ws") as sender:
+        await join(sender, "general")
+        async with bob.ws_connect("/ws", autoping=False) as sloth:
+            await join(sloth, "general")
+            await chat(sender, "general", "read this")
+            seen = (await receive_type(sloth, "chat"))["seq"]
+            slow = next(c for c in app[HUB].connections.values() if c.username == "bob")
+            big = "x" * 3900
+            count = 1
+            # Bounded; and on after the close, so that the resume reaches beyond the history.
+            while (not slow.closing or count < limit + 10) and count < 5000:
+                count += 1
+                await chat(sender, "general", f"{count} {big}")
+            assert slow.closing
+            await expect_closed_as_too_slow(sloth)
+        async with bob.ws_connect("/ws") as back:
+            history = await join(back, "general", since=seen)
+            seqs = [m["seq"] for m in history["messages"]]
+            assert history["complete"] is False and seqs[0] > seen + 1
+            assert seqs == list(range(count - limit + 1, count + 1))  # each once, in order
+            await chat(sender, "general", "live again")
+            assert (await receive_type(back, "chat"))["seq"] == count + 1
+
+
+@pytest.mark.parametrize("settings_env", [{"POSITION_CHECK_SECONDS": "0.2"}])
+async def test_an_open_socket_is_reset_when_the_database_goes_back(
+    client: Client, bob: Client, app: web.Application, tmp_path: Path
+) -> None:
+    """A failover to a replica that lags (or a restore) under open sockets: they are reset to
+    the room as the database has it, and the room's next messages are not taken for old ones."""
+    async with client.ws_connect("/ws") as a, bob.ws_connect("/ws") as b:
+        await join(a, "general")
+        await join(b, "general")
+        for i in range(3):
+            await chat(a, "general", f"m{i}")
+        assert [(await receive_type(b, "chat"))["seq"] for _ in range(3)] == [1, 2, 3]
+        # What the replica has: the first message only.
+        with sqlite3.connect(tmp_path / "var" / "chat.sqlite3") as db:
+            db.execute("DELETE FROM messages WHERE seq > 1")
+            db.execute("UPDATE rooms SET last_seq = 1 WHERE name = 'general'")
+        for ws in (a, b):
+            reset = await receive_type(ws, "history", timeout=5)
+            assert reset["reset"] is True and reset["last_seq"] == 1
+            assert [m["text"] for m in reset["messages"]] == ["m0"]
+        ack = await chat(b, "general", "after the failover")
+        assert ack["seq"] == 2
+        assert (await receive_type(a, "chat"))["text"] == "after the failover"

@@ -7,6 +7,8 @@ person would: typing, pressing Enter, clicking links. Assertions wait for what t
 from __future__ import annotations
 
 import re
+import shutil
+import sqlite3
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -272,6 +274,38 @@ def test_a_gap_longer_than_the_kept_history_is_said_out_loud(person: PersonFacto
     expect(b.locator("#messages > .notice.missed")).to_have_text(
         "2 missed messages are no longer kept."
     )
+
+
+def test_a_restored_database_resets_the_page_to_what_a_fresh_load_shows(
+    person: PersonFactory, chat_server: ChatServer
+) -> None:
+    """The database is restored from a backup taken before the last two messages: the page,
+    which shows a later seq than the room now has, shows the restored room instead of hiding
+    everything new (issue 18, defect 4)."""
+    alice = person("alice")
+    a = open_room(alice)
+    say(a, "kept")
+    expect_texts(a, ["kept"])
+    database = chat_server.var_dir / "chat.sqlite3"
+    with sqlite3.connect(database) as live, sqlite3.connect(chat_server.var_dir / "b.db") as copy:
+        live.backup(copy)
+    say(a, "lost one")
+    say(a, "lost two")
+    expect_texts(a, ["kept", "lost one", "lost two"])
+
+    chat_server.stop()
+    expect(a.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    for leftover in ("-wal", "-shm"):
+        database.with_name(database.name + leftover).unlink(missing_ok=True)
+    shutil.copyfile(chat_server.var_dir / "b.db", database)
+    chat_server.start()
+    expect(a.locator("#room")).to_have_attribute("data-joined", "true")
+    expect_texts(a, ["kept"])
+    say(a, "after the restore")
+    expect_texts(a, ["kept", "after the restore"])
+    a.reload()  # what a fresh load shows
+    expect(a.locator("#room")).to_have_attribute("data-joined", "true")
+    expect_texts(a, ["kept", "after the restore"])
 
 
 # Headless Chromium never hides a page, so the test flips what the page reads as its
