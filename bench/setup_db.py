@@ -9,9 +9,9 @@ import sys
 from sqlalchemy import insert
 
 from bench.server import PASSWORD, username
-from chat.db import Store, now_ms, users
-from chat.passwords import PasswordHasher
 from chat.settings import Settings
+from chat.storage.store import Store, now_ms, users
+from chat.web.passwords import PasswordHasher
 
 
 async def main(accounts: int, rooms: list[str]) -> None:

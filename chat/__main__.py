@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
-from chat import gctune, logs, tls
 from chat.app import create_app
-from chat.db import Store
 from chat.errors import ChatError, MigrationRefused
-from chat.logs import AccessLogger
-from chat.passwords import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher
+from chat.server import gctune, logs, tls
+from chat.server.logs import AccessLogger
+from chat.server.workers import MAX_WORKERS, Supervisor, listen
 from chat.settings import Settings, SettingsError
-from chat.workers import MAX_WORKERS, Supervisor, listen
+from chat.storage.store import Store
+from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher
 
 log = logging.getLogger("chat")
 
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Alembic narrates every plugin it loads at INFO; its warnings are what matter.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # aiohttp-session keys its storage with a plain string, which aiohttp now warns about
-    # (chat.auth.sessions uses that key too).
+    # (chat.web.auth.sessions uses that key too).
     warnings.filterwarnings(
         "ignore", category=NotAppKeyWarning, module=r"aiohttp_session|chat\.auth"
     )

@@ -13,10 +13,8 @@ import jinja2
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from chat import account, auth, clientip, live, logs, ops, views, ws
-from chat.broker import LocalBroker
-from chat.db import Store
-from chat.hub import Hub
+from chat.fanout.broker import LocalBroker
+from chat.fanout.presence import LocalPresence
 from chat.keys import (
     BROKER,
     HUB,
@@ -28,12 +26,15 @@ from chat.keys import (
     STORE,
     Limits,
 )
-from chat.metrics import Metrics
-from chat.middlewares import error_pages, hide_server_version, security_headers
-from chat.passwords import PasswordHasher
-from chat.presence import LocalPresence
+from chat.live.hub import Hub
+from chat.server import logs
+from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
-from chat.upkeep import upkeep_ctx
+from chat.storage.store import Store
+from chat.web import account, auth, clientip, ops, pages, polls, socket
+from chat.web.metrics import Metrics
+from chat.web.middlewares import error_pages, hide_server_version, security_headers
+from chat.web.passwords import PasswordHasher
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(auth.routes)
     app.router.add_routes(account.routes)
     app.router.add_routes(ops.routes)
-    app.router.add_routes(views.routes)
-    app.router.add_routes(live.routes)
-    app.router.add_routes(ws.routes)
+    app.router.add_routes(pages.routes)
+    app.router.add_routes(polls.routes)
+    app.router.add_routes(socket.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app
 
@@ -123,13 +124,13 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         app[PRESENCE] = LocalPresence(hub, settings.node_id)
         group_commit = app[STORE].group_commit
         if group_commit is not None:
-            # The commit publishes each message to the hub (chat.ws); then the hub writes.
+            # The commit publishes each message to the hub (chat.web.socket); then the hub writes.
             group_commit.after_batch = hub.write_now
         yield
         return
     # Imported here: redis-py is only needed by deployments that set REDIS_URL.
-    from chat.broker_redis import RedisBroker, redis_client
-    from chat.presence_redis import RedisPresence
+    from chat.fanout.redis_broker import RedisBroker, redis_client
+    from chat.fanout.redis_presence import RedisPresence
 
     redis = redis_client(settings)
     broker = RedisBroker(hub, app[STORE], settings, redis)

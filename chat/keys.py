@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from chat.broker import Broker
-from chat.db import Store
-from chat.hub import Hub
-from chat.metrics import Metrics
-from chat.passwords import PasswordHasher
-from chat.presence import Presence
+from chat.fanout.broker import Broker
+from chat.fanout.presence import Presence
+from chat.live.hub import Hub
 from chat.ratelimit import TokenBuckets
 from chat.settings import Settings
+from chat.storage.store import Store
+from chat.web.metrics import Metrics
+from chat.web.passwords import PasswordHasher
 
 
 @dataclass(frozen=True, slots=True)

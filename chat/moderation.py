@@ -10,10 +10,10 @@ import logging
 
 from aiohttp import web
 
-from chat import protocol
-from chat.broker import CloseSockets
 from chat.errors import Forbidden, NoSuchMessage
+from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, METRICS, STORE
+from chat.live import protocol
 from chat.models import Room, User
 
 log = logging.getLogger(__name__)

@@ -75,7 +75,7 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     fanout_gap_seconds: float = 0.5
     publish_queue_size: int = 10000
-    # Reverse proxies whose X-Forwarded-For / X-Real-IP are believed (chat.clientip).
+    # Reverse proxies whose X-Forwarded-For / X-Real-IP are believed (chat.web.clientip).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # The site's own origin as browsers see it: the Origin check and redirects use it.
     public_url: str | None = None

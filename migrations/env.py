@@ -1,11 +1,11 @@
-"""Alembic environment. The server calls it with a live connection (chat.migrate); it does not
+"""Alembic environment. The server calls it with a live connection (chat.storage.migrate); it does not
 open its own, so the same code serves SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from chat.db import metadata
+from chat.storage.store import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

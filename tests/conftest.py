@@ -15,9 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from chat.app import create_app
-from chat.db import Store
 from chat.models import User
 from chat.settings import Settings
+from chat.storage.store import Store
 from tests.helpers import register
 
 # The real redis-server and PostgreSQL fixtures (redis_url, pg_url, ...).

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from chat.broker import CloseSockets
-from chat.broker_redis import (
+from chat.fanout.broker import CloseSockets
+from chat.fanout.redis_broker import (
     Envelope,
     RedisBroker,
     control_envelope,
     control_event,
     redis_client,
 )
-from chat.db import Store
-from chat.hub import Hub
+from chat.live.hub import Hub
+from chat.live.protocol import chat_frame
 from chat.models import User
-from chat.protocol import chat_frame
 from chat.settings import Settings
+from chat.storage.store import Store
 from tests.conftest import make_settings
 from tests.servers import RedisServer
 from tests.test_sequencer import RecordingHub

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import WSCloseCode, WSMsgType
 
-from chat.broker import CloseSockets
-from chat.broker_redis import RedisBroker, redis_client
-from chat.db import Store
-from chat.hub import Hub
+from chat.fanout.broker import CloseSockets
+from chat.fanout.redis_broker import RedisBroker, redis_client
+from chat.live.hub import Hub
+from chat.storage.store import Store
 from tests.cluster import ROOT, Cluster, chats_until, online, wait_for
 from tests.conftest import make_settings
 from tests.helpers import join, post_form, receive_type, send

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from chat.db import Store
 from chat.settings import Settings
+from chat.storage.store import Store
 from tests.cluster import Cluster, Node, chats_until, wait_for
 from tests.conftest import need
 from tests.helpers import join, receive, receive_type, send

@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 from sqlalchemy import create_engine
 
-from chat.clientip import client_address
-from chat.migrate import alembic_config
 from chat.settings import Settings
+from chat.storage.migrate import alembic_config
+from chat.web.clientip import client_address
 from tests.cluster import ROOT
 from tests.helpers import CSRF_RE, Client, csrf, join, receive_type, send
 
@@ -51,7 +51,7 @@ async def test_a_malformed_form_body_is_a_400_and_one_warning(
         response = await anon.post(path, data=body, headers={"Content-Type": content_type})
         assert response.status == 400, (path, await response.text())
         assert "could not be read" in await response.text()
-    warnings = [r for r in caplog.records if r.name == "chat.forms"]
+    warnings = [r for r in caplog.records if r.name == "chat.web.forms"]
     assert len(warnings) == 3 and all(r.levelno == logging.WARNING for r in warnings)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
@@ -99,7 +99,7 @@ async def test_a_body_sent_one_byte_at_a_time_is_cut_off(
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"\r\nConnection: close\r\n" in answer
     assert time.monotonic() - start < 5
-    assert any(r.levelno == logging.WARNING and r.name == "chat.forms" for r in caplog.records)
+    assert any(r.levelno == logging.WARNING and r.name == "chat.web.forms" for r in caplog.records)
 
 
 @pytest.mark.parametrize(

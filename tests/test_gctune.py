@@ -1,4 +1,4 @@
-"""The serving process tunes the garbage collector once the app has started (chat.gctune)."""
+"""The serving process tunes the garbage collector once the app has started (chat.server.gctune)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from chat import gctune
+from chat.server import gctune
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""SQLite's group commit (chat.groupcommit): runs on the event loop, but never makes the loop
+"""SQLite's group commit (chat.storage.sqlite.groupcommit): runs on the event loop, but never makes the loop
 wait for another process's write lock, and keeps the WAL checkpointed."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from chat import groupcommit
-from chat.db import Store
 from chat.models import User
+from chat.storage.sqlite import groupcommit
+from chat.storage.store import Store
 from tests.helpers import fail_batches_holding
 
 

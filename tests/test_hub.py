@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from chat.hub import Connection, Hub
+from chat.live.hub import Connection, Hub
 from chat.models import User
 
 

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chat.keys import STORE
-from chat.logs import JsonFormatter
-from chat.metrics import metrics_allowed
+from chat.server.logs import JsonFormatter
 from chat.settings import Settings, SettingsError
+from chat.web.metrics import metrics_allowed
 from tests.conftest import make_settings
 from tests.helpers import Client, chat, join, login, send
 
@@ -161,8 +161,8 @@ async def test_migration_0002_keeps_data_written_under_0001(tmp_path: Path) -> N
     """A database made by 0001 upgrades in place: users, rooms and messages survive."""
     from alembic import command
 
-    from chat.db import Store, create_engine
-    from chat.migrate import alembic_config
+    from chat.storage.migrate import alembic_config
+    from chat.storage.store import Store, create_engine
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
     engine = create_engine(url)

@@ -18,9 +18,9 @@ from aiohttp import WSMsgType, web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat import protocol
 from chat.errors import ChatError
 from chat.keys import HUB
+from chat.live import protocol
 from tests.conftest import ClientFactory
 from tests.helpers import Client, join, receive, send
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from chat import protocol
 from chat.errors import BadRequest, ChatError, TooLong, UnknownType
+from chat.live import protocol
 from chat.models import Message
 
 

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from chat import protocol
-from chat.db import Store
-from chat.hub import Connection, Hub
+from chat.fanout.sequencer import Sequencer
+from chat.live import protocol
+from chat.live.hub import Connection, Hub
 from chat.models import User
-from chat.sequencer import Sequencer
+from chat.storage.store import Store
 
 
 class RecordingHub(Hub):

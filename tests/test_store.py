@@ -11,11 +11,11 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
-from chat.db import Store, client_ids, create_engine, messages, now_ms, rooms
 from chat.errors import NameTaken, NoSuchRoom
-from chat.migrate import alembic_config
 from chat.models import User
 from chat.settings import Settings
+from chat.storage.migrate import alembic_config
+from chat.storage.store import Store, client_ids, create_engine, messages, now_ms, rooms
 
 LIMIT = 5
 

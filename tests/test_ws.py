@@ -519,7 +519,7 @@ def _module(coro: Any) -> str:
 def _socket_handler_chain() -> list[Any]:
     for task in asyncio.all_tasks():
         chain = _awaiting(task)
-        if any(_module(c) == "chat.ws" and c.cr_code.co_name == "websocket" for c in chain):
+        if any(_module(c) == "chat.web.socket" and c.cr_code.co_name == "websocket" for c in chain):
             return chain
     raise AssertionError("no task is running the /ws handler")
 
@@ -528,13 +528,15 @@ async def test_an_open_socket_keeps_no_middleware_frame_and_no_upgrade_leftovers
     client: Client,
 ) -> None:
     """Idle sockets are counted by the thousand: while one is open, nothing that only served
-    its upgrade stays in memory (see chat.middlewares and chat.ws.forget_upgrade)."""
+    its upgrade stays in memory (see chat.web.middlewares and chat.web.socket.forget_upgrade)."""
     async with client.ws_connect("/ws") as ws:
         await join(ws, "general")
         chain = _socket_handler_chain()
         modules = [_module(c) for c in chain]
-        assert not {"chat.middlewares", "chat.auth", "aiohttp_session"} & set(modules), modules
-        handler = next(c for c in chain if _module(c) == "chat.ws")
+        assert not {"chat.web.middlewares", "chat.web.auth", "aiohttp_session"} & set(modules), (
+            modules
+        )
+        handler = next(c for c in chain if _module(c) == "chat.web.socket")
         request = handler.cr_frame.f_locals["request"]
         assert len(request) == 0  # the session and the cached user
         # aiohttp's HTTP parser (a private attribute: if aiohttp renames it, this says so).

@@ -31,11 +31,11 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat.broker import CloseSockets, apply_control
-from chat.db import Store
-from chat.hub import Hub
-from chat.sequencer import Sequencer
+from chat.fanout.broker import CloseSockets, apply_control
+from chat.fanout.sequencer import Sequencer
+from chat.live.hub import Hub
 from chat.settings import Settings
+from chat.storage.store import Store
 
 log = logging.getLogger(__name__)
 

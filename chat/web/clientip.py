@@ -71,7 +71,7 @@ def client_address(
 
 def real_client(proxies: Sequence[Network]) -> Middleware:
     """Middleware (the first): from a trusted proxy, the handlers see the forwarded client as
-    `request.remote`. A plain function, as in chat.middlewares: no frame kept per socket."""
+    `request.remote`. A plain function, as in chat.web.middlewares: no frame kept per socket."""
 
     @web.middleware
     def middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:

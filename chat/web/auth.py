@@ -31,14 +31,14 @@ from aiohttp_session import (
 )
 from yarl import URL
 
-from chat.broker import CloseSockets
 from chat.errors import ChatError, InvalidName, NameTaken, Unavailable
-from chat.forms import read_form
+from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, SETTINGS, STORE
-from chat.middlewares import is_socket
 from chat.models import USERNAME_RE, USERNAME_RULE, User
-from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
-from chat.render import render
+from chat.web.forms import read_form
+from chat.web.middlewares import is_socket
+from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD
+from chat.web.render import render
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def sessions(storage: AbstractStorage) -> Middleware:
     """aiohttp-session's middleware, except on /ws. Around a page it waits for the handler to
     save a changed session into the response's cookie; a socket's session is only read, and
     its 101 can carry no cookie later, so there the storage is all `get_session` needs (and a
-    plain function keeps no frame for the socket's life: see chat.middlewares)."""
+    plain function keeps no frame for the socket's life: see chat.web.middlewares)."""
     pages = session_middleware(storage)
 
     @web.middleware

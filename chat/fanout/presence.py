@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from chat.hub import Hub
+from chat.live.hub import Hub
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The `/ws` endpoint: Origin and session checked before the upgrade, then the read loop.
 
-Each client frame is parsed (chat.protocol) and dispatched; a `ChatError` from anywhere below
+Each client frame is parsed (chat.live.protocol) and dispatched; a `ChatError` from anywhere below
 becomes an `error` frame here, in one place, and the socket stays usable. Only protocol abuse
 closes it: binary frames (1003), frames over the size limit (1009, by aiohttp), a send queue that
 overflows (1013, by the hub).
@@ -17,9 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import moderation, protocol
-from chat.auth import current_user, is_banned, session_id
-from chat.broker import LocalBroker
+from chat import moderation
 from chat.errors import (
     BadRequest,
     ChatError,
@@ -29,10 +27,13 @@ from chat.errors import (
     TooMany,
     Unavailable,
 )
-from chat.groupcommit import GroupCommit, Outcome
-from chat.hub import Connection
+from chat.fanout.broker import LocalBroker
 from chat.keys import BROKER, HUB, LIMITS, METRICS, PRESENCE, SETTINGS, STORE
-from chat.protocol import Chat, ClientFrame, Delete, Join, Leave, Read, Typing
+from chat.live import protocol
+from chat.live.hub import Connection
+from chat.live.protocol import Chat, ClientFrame, Delete, Join, Leave, Read, Typing
+from chat.storage.sqlite.groupcommit import GroupCommit, Outcome
+from chat.web.auth import current_user, is_banned, session_id
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         user,
         sid,
         settings.send_queue_size,
-        # Frames are written straight to the transport (chat.hub): framed once per message.
+        # Frames are written straight to the transport (chat.live.hub): framed once per message.
         transport=request.transport,
         drain=writer.drain,
     )

@@ -13,8 +13,8 @@ from typing import Protocol
 from aiohttp import WSCloseCode
 
 from chat.errors import Forbidden
-from chat.hub import Connection, Hub
-from chat.protocol import error_frame
+from chat.live.hub import Connection, Hub
+from chat.live.protocol import error_frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 
 from chat.errors import ChatError, Retryable
 from chat.keys import SETTINGS
-from chat.render import render
+from chat.web.render import render
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
         if exc.headers.get("Connection", "").lower() == "close":
-            response.force_close()  # the request's body was not read to its end (chat.forms)
+            response.force_close()  # the request's body was not read to its end (chat.web.forms)
         return response
     except Retryable as exc:
         response = await _error_page(request, exc.status, exc.message)

@@ -21,10 +21,10 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chat import protocol
-from chat.broker_redis import Backoff
-from chat.hub import Hub
-from chat.presence import LocalPresence, OnlineConnection
+from chat.fanout.presence import LocalPresence, OnlineConnection
+from chat.fanout.redis_broker import Backoff
+from chat.live import protocol
+from chat.live.hub import Hub
 from chat.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from chat.auth import current_user
+from chat.fanout.presence import by_user
 from chat.keys import PRESENCE, STORE
-from chat.presence import by_user
+from chat.web.auth import current_user
 
 routes = web.RouteTableDef()
 

@@ -51,7 +51,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from chat.errors import InvalidName, LimitReached, NameTaken, NoSuchRoom
-from chat.fastread import FastReads, read_transaction
 from chat.models import (
     ROOM_NAME_RE,
     USERNAME_RE,
@@ -61,9 +60,10 @@ from chat.models import (
     Room,
     User,
 )
+from chat.storage.sqlite.fastread import FastReads, read_transaction
 
 if TYPE_CHECKING:
-    from chat.groupcommit import GroupCommit
+    from chat.storage.sqlite.groupcommit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -365,9 +365,9 @@ class Store:
         # SQLite has one writer at a time; queueing writers here instead of in SQLite's busy loop
         # keeps latency flat and commit order equal to seq order.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        # SQLite on a file: messages are stored by group commit (chat.groupcommit).
+        # SQLite on a file: messages are stored by group commit (chat.storage.sqlite.groupcommit).
         self._group: GroupCommit | None = None
-        # ...and the reads every connect makes take one thread hop (chat.fastread).
+        # ...and the reads every connect makes take one thread hop (chat.storage.sqlite.fastread).
         self._fast: FastReads | None = None
         self._compiled: dict[Any, Compiled] = {}
 
@@ -381,7 +381,7 @@ class Store:
         await store.ensure_default_rooms()
         path = engine.url.database
         if store._write_lock is not None and path and path != ":memory:":
-            from chat.groupcommit import GroupCommit
+            from chat.storage.sqlite.groupcommit import GroupCommit
 
             store._group = GroupCommit(
                 path,
@@ -406,7 +406,7 @@ class Store:
         await self.engine.dispose()
 
     async def migrate(self) -> None:
-        from chat.migrate import upgrade_to_head
+        from chat.storage.migrate import upgrade_to_head
 
         async with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -762,7 +762,7 @@ class Store:
         return int(forgotten)
 
     async def last_seqs(self, names: Sequence[str]) -> dict[str, int]:
-        """The rooms' last seq in the database (for the position check of chat.sequencer)."""
+        """The rooms' last seq in the database (for the position check of chat.fanout.sequencer)."""
         if not names:
             return {}
         query = select(rooms.c.name, rooms.c.last_seq).where(rooms.c.name.in_(list(names)))

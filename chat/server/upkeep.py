@@ -23,12 +23,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import protocol
-from chat.db import Store, now_ms
 from chat.errors import NoSuchRoom
-from chat.hub import Hub
 from chat.keys import HUB, SETTINGS, STORE
+from chat.live import protocol
+from chat.live.hub import Hub
 from chat.settings import Settings
+from chat.storage.store import Store, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from chat.hub import Hub
+from chat.live.hub import Hub
 
 QUEUE_DEPTH_BUCKETS = (0, 1, 4, 16, 64, 128, 256, 1024)
 

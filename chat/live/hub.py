@@ -29,9 +29,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from chat.live.wire import PING_FRAME, batch_frame, text_frame
 from chat.models import User
 from chat.tasks import TaskSet
-from chat.wire import PING_FRAME, batch_frame, text_frame
 
 log = logging.getLogger(__name__)
 

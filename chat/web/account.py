@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import get_session
 
-from chat.auth import SESSION_ID, VERSION, login_keys, require_user, session_id
-from chat.broker import CloseSockets
+from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, STORE
-from chat.passwords import MAX_PASSWORD, MIN_PASSWORD
-from chat.render import render
+from chat.web.auth import SESSION_ID, VERSION, login_keys, require_user, session_id
+from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD
+from chat.web.render import render
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat import protocol
-from chat.db import Store
 from chat.errors import NoSuchRoom
-from chat.hub import Hub
+from chat.live import protocol
+from chat.live.hub import Hub
+from chat.storage.store import Store
 from chat.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class Sequencer:
             if db_last < last:
                 # The database went back (restored, a failover): count from where it stands,
                 # or its next messages would be taken for duplicates. (The room's sockets are
-                # reset by chat.upkeep.)
+                # reset by chat.server.upkeep.)
                 self.last[room] = db_last
                 self._held.pop(room, None)
                 continue

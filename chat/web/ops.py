@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from chat.keys import BROKER, METRICS, SETTINGS, STORE
-from chat.metrics import metrics_allowed
+from chat.web.metrics import metrics_allowed
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from chat import moderation
-from chat.auth import require_admin, require_user
 from chat.errors import ChatError, NoSuchRoom, NoSuchUser, Retryable, TooMany
+from chat.fanout.presence import by_user
 from chat.keys import LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
-from chat.presence import by_user
-from chat.render import render
+from chat.web.auth import require_admin, require_user
+from chat.web.render import render
 
 routes = web.RouteTableDef()
 

@@ -5,7 +5,7 @@ transaction on its own sqlite3 connection: per room one seq bump for all its new
 seq order is batch order), one insert of every row and one trim (the statements of
 `Store.append_message`, compiled to SQLite SQL once). Every sender is acked only after that
 commit: an append is either awaited (`append`) or handed over with a function that the commit
-calls with its outcome (`submit`), so that the read loop goes on meanwhile (chat.ws). If the
+calls with its outcome (`submit`), so that the read loop goes on meanwhile (chat.web.socket). If the
 batch fails as a whole, it is retried one message per transaction, so a bad message fails
 alone. The store's write lock is held around each batch, so the other writes still take turns
 with it.
@@ -29,9 +29,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from chat.db import SQLITE_PRAGMAS, AppendStatements, now_ms, resent_copy
 from chat.errors import NoSuchRoom
 from chat.models import Message, User
+from chat.storage.store import SQLITE_PRAGMAS, AppendStatements, now_ms, resent_copy
 
 log = logging.getLogger(__name__)
 

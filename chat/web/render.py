@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from chat import auth
+from chat.web import auth
 
 
 async def render(

@@ -1,0 +1,1 @@
+"""The process around the app: workers, TLS, logging, GC tuning, periodic upkeep."""

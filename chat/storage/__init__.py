@@ -1,0 +1,1 @@
+"""Durable data: schema, statements, the store and its message log, migrations."""

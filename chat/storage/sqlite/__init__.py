@@ -1,0 +1,1 @@
+"""What only SQLite needs: the group commit of messages and the fast reads, on plain sqlite3."""
