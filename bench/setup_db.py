@@ -10,7 +10,9 @@ from sqlalchemy import insert
 
 from bench.server import PASSWORD, username
 from chat.settings import Settings
-from chat.storage.store import Store, now_ms, users
+from chat.storage.schema import users
+from chat.storage.statements import now_ms
+from chat.storage.store import Store
 from chat.web.passwords import PasswordHasher
 
 

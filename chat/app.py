@@ -13,10 +13,12 @@ import jinja2
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
+from chat.conversation import Conversations
 from chat.fanout.broker import LocalBroker
 from chat.fanout.presence import LocalPresence
 from chat.keys import (
     BROKER,
+    CONVERSATIONS,
     HUB,
     LIMITS,
     METRICS,
@@ -116,16 +118,14 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Broker and presence: in-process, or on Redis when REDIS_URL is set."""
+    """Broker and presence: in-process, or on Redis when REDIS_URL is set; then the chat use
+    case over the backends chosen (this is the one place that chooses them)."""
     settings = app[SETTINGS]
     hub = app[HUB]
     if settings.redis_url is None:
         app[BROKER] = LocalBroker(hub)
         app[PRESENCE] = LocalPresence(hub, settings.node_id)
-        group_commit = app[STORE].group_commit
-        if group_commit is not None:
-            # The commit publishes each message to the hub (chat.web.socket); then the hub writes.
-            group_commit.after_batch = hub.write_now
+        app[CONVERSATIONS] = Conversations(app)
         yield
         return
     # Imported here: redis-py is only needed by deployments that set REDIS_URL.
@@ -140,6 +140,7 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     await presence.start()
     app[BROKER] = broker
     app[PRESENCE] = presence
+    app[CONVERSATIONS] = Conversations(app)
     log.info(
         "fan-out and presence on redis %s as node %s",
         _redacted_redis(settings.redis_url),

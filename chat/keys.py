@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -11,6 +12,10 @@ from chat.fanout.presence import Presence
 from chat.live.hub import Hub
 from chat.ratelimit import TokenBuckets
 from chat.settings import Settings
+
+if TYPE_CHECKING:
+    # Only for the key's type: chat.conversation reads its backends under these keys.
+    pass
 from chat.storage.store import Store
 from chat.web.metrics import Metrics
 from chat.web.passwords import PasswordHasher
@@ -18,7 +23,7 @@ from chat.web.passwords import PasswordHasher
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The rate limiters, one per kind of action (DESIGN.md's defaults, all settings)."""
+    """The rate limiters, one per kind of action (all settings)."""
 
     chat: TokenBuckets
     typing: TokenBuckets
@@ -50,3 +55,4 @@ PRESENCE = web.AppKey[Presence]("presence")
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITS = web.AppKey("limits", Limits)
 METRICS = web.AppKey("metrics", Metrics)
+CONVERSATIONS = web.AppKey["Conversations"]("conversations")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Room and user names appear in URLs, logs and the UI: keep them boring and unambiguous.
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -44,6 +45,27 @@ class Message:
     text: str
     ts: int  # milliseconds since the epoch, UTC
     client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a room stands for a reader, as of one read of the database: the room's last `seq`
+    (the highest a reader has been given once it has what came with this position), whether the
+    messages read with it reach back to what the reader had (`complete`: nothing it may see is
+    missing), and whether the reader is to drop what it shows and show these instead (`reset`:
+    it was ahead of the room, whose database went back). Storage reads it, the hub counts from
+    it, the sequencer fills gaps up to it, and the protocol sends it in `history` frames."""
+
+    seq: int
+    complete: bool = True
+    reset: bool = False
+
+
+class History(NamedTuple):
+    """What a join (or a page, or a gap filled) reads: the messages and the room's position."""
+
+    messages: list[Message]
+    position: Position
 
 
 @dataclass(frozen=True, slots=True)

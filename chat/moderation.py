@@ -88,7 +88,7 @@ async def delete_message(app: web.Application, actor: User, room: str, seq: int)
     _require_admin(actor)
     if not await app[STORE].delete_message(room, seq):
         raise NoSuchMessage(f"There is no message {seq} in #{room}.")
-    await app[BROKER].publish(room, protocol.deleted_frame(room, seq))
+    app[BROKER].publish(room, protocol.deleted_frame(room, seq))
     await _record(app, actor, "delete", room=room, seq=seq)
 
 
@@ -107,7 +107,7 @@ async def remove(app: web.Application, actor: User, room: Room, target: User) ->
     if removed:
         reason = f"You were removed from #{room.name}."
         await app[BROKER].control(CloseSockets(reason, user_id=target.id, room=room.name))
-        await app[BROKER].publish(
+        app[BROKER].publish(
             room.name, protocol.membership_frame("leave", room.name, target.username)
         )
         await _record(app, actor, "remove", target=target.username, room=room.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from chat.storage.store import metadata
+from chat.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSCloseCode, WSMsgType, web
 from aiohttp.test_utils import TestClient
 
+from chat.storage.appending import Append, Outcome
 from chat.storage.sqlite import groupcommit
 
 PASSWORD = "correct horse battery"
@@ -127,8 +128,8 @@ def fail_batches_holding(monkeypatch: pytest.MonkeyPatch, text: str, error: Exce
     real_store = groupcommit.GroupCommit._store
 
     def failing(
-        self: groupcommit.GroupCommit, db: sqlite3.Connection, batch: list[groupcommit._Append]
-    ) -> list[groupcommit.Outcome]:
+        self: groupcommit.GroupCommit, db: sqlite3.Connection, batch: list[Append]
+    ) -> list[Outcome]:
         if any(item.text == text for item in batch):
             raise error
         return real_store(self, db, batch)

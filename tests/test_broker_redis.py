@@ -117,4 +117,4 @@ def test_control_events_cross_nodes_with_every_field() -> None:
 async def publish(broker: RedisBroker, store: Store, user: User, text: str) -> None:
     """What the /ws handler does with a chat message: commit, then publish."""
     message, _ = await store.append_message("general", user, text, None)
-    await broker.publish("general", chat_frame(message), message.seq)
+    broker.publish("general", chat_frame(message), message.seq)

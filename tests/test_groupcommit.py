@@ -1,5 +1,5 @@
-"""SQLite's group commit (chat.storage.sqlite.groupcommit): runs on the event loop, but never makes the loop
-wait for another process's write lock, and keeps the WAL checkpointed."""
+"""SQLite's group commit (chat.storage.sqlite.groupcommit): runs on the event loop, but never
+makes the loop wait for another process's write lock, and keeps the WAL checkpointed."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from chat.models import User
+from chat.storage.appending import Append, Outcome
 from chat.storage.sqlite import groupcommit
 from chat.storage.store import Store
 from tests.helpers import fail_batches_holding
@@ -77,7 +79,8 @@ async def test_a_batch_that_fails_is_stored_one_by_one_so_only_the_bad_message_f
     assert isinstance(outcomes[1], sqlite3.IntegrityError)
     stored = [o for o in outcomes if isinstance(o, tuple)]
     assert [(m.text, m.seq) for m, _ in stored] == [("one", 1), ("two", 2), ("three", 3)]
-    history, _, last = await store.history("general", None)
+    history, at = await store.history("general", None)
+    last = at.seq
     assert [m.text for m in history] == ["one", "two", "three"] and last == 3
 
 
@@ -97,20 +100,26 @@ async def test_a_resend_among_new_messages_gets_its_stored_copy_and_leaves_no_ga
         ("first", 1, False),
         ("y", 3, True),
     ]
-    history, _, last = await store.history("general", None)
+    history, at = await store.history("general", None)
+    last = at.seq
     assert [(m.seq, m.text) for m in history] == [(1, "first"), (2, "x"), (3, "y")]
     assert last == 3
 
 
+class _Recorder:
+    """Where the group commit hands the stored messages (the app's is chat.conversation's)."""
+
+    def __init__(self, done: list[str]) -> None:
+        self.done = done
+
+    def committed(self, batch: Sequence[Append], outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            assert isinstance(outcome, tuple)
+            self.done.append(outcome[0].text)
+
+
 def _submit(store: Store, user: User, text: str, done: list[str]) -> None:
-    group = store.group_commit
-    assert group is not None
-
-    def record(outcome: groupcommit.Outcome) -> None:
-        assert isinstance(outcome, tuple)
-        done.append(outcome[0].text)
-
-    group.submit("general", user, text, None, record)
+    store.submit(Append("general", user.id, user.username, text, None, _Recorder(done)))
 
 
 async def test_appends_made_during_one_long_loop_iteration_are_committed_as_they_come(
@@ -129,7 +138,7 @@ async def test_appends_made_during_one_long_loop_iteration_are_committed_as_they
         while len(done) < 3:
             await asyncio.sleep(0.01)
     assert done == ["m0", "m1", "m2"]
-    history, _, _ = await store.history("general", None)
+    history, _ = await store.history("general", None)
     assert [(m.seq, m.text) for m in history] == [(1, "m0"), (2, "m1"), (3, "m2")]
 
 

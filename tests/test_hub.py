@@ -9,8 +9,9 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from chat.live.hub import Connection, Hub
-from chat.models import User
+from chat.live.connection import Connection
+from chat.live.hub import Hub
+from chat.models import Position, User
 
 
 def connection(hub: Hub, user_id: int) -> Connection:
@@ -23,7 +24,7 @@ def connection(hub: Hub, user_id: int) -> Connection:
 def joined(hub: Hub, user_id: int, room: str = "general", last_seq: int = 0) -> Connection:
     conn = connection(hub, user_id)
     hub.begin_join(conn, room)
-    hub.finish_join(conn, room, "history", last_seq)
+    hub.finish_join(conn, room, "history", Position(last_seq))
     conn.pending.clear()  # the history frame
     return conn
 
@@ -57,7 +58,7 @@ async def test_a_joiner_gets_nothing_from_before_it_joined_and_the_rest_after_it
     hub.begin_join(late, "general")  # hands out what came before it
     hub.deliver("general", "m2", 2)
     hub.deliver("general", "m3", 3)
-    hub.finish_join(late, "general", "history up to 2", last_seq=2)
+    hub.finish_join(late, "general", "history up to 2", Position(2))
     hub.flusher.expand()
     assert early.pending == [b"m1", b"typing", b"m2", b"m3"]
     assert late.pending == [b"history up to 2", b"m3"]  # m2 was in its history

@@ -9,9 +9,9 @@ import gc
 import pytest
 from aiohttp import WSMsgType, web
 
+from chat.conversation import SocketSession
 from chat.keys import HUB
-from chat.live.hub import Connection
-from chat.web.socket import SocketSession
+from chat.live.connection import Connection
 from tests.helpers import Client, chat, join
 
 HEARTBEAT = 1.0  # the smallest HEARTBEAT_SECONDS allowed

@@ -161,8 +161,9 @@ async def test_migration_0002_keeps_data_written_under_0001(tmp_path: Path) -> N
     """A database made by 0001 upgrades in place: users, rooms and messages survive."""
     from alembic import command
 
+    from chat.storage.engine import create_engine
     from chat.storage.migrate import alembic_config
-    from chat.storage.store import Store, create_engine
+    from chat.storage.store import Store
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
     engine = create_engine(url)
@@ -179,7 +180,8 @@ async def test_migration_0002_keeps_data_written_under_0001(tmp_path: Path) -> N
     try:
         user = await store.user_by_name("old")
         assert user is not None and user.session_version == 0 and not user.banned
-        messages, complete, _ = await store.history("general", None)
+        messages, at = await store.history("general", None)
+        complete = at.complete
         assert [m.text for m in messages] == ["from before"] and complete
         room = await store.room_by_name("general")
         assert room is not None and not room.is_private

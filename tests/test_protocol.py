@@ -7,7 +7,7 @@ import pytest
 
 from chat.errors import BadRequest, ChatError, TooLong, UnknownType
 from chat.live import protocol
-from chat.models import Message
+from chat.models import Message, Position
 
 
 def parse(raw: str) -> protocol.ClientFrame:
@@ -76,7 +76,7 @@ def test_server_frames() -> None:
         "ts": 1700000000000,
         "client_id": "c9",
     }
-    history = orjson.loads(protocol.history_frame("r", [message], complete=False))
+    history = orjson.loads(protocol.history_frame("r", [message], Position(4, complete=False)))
     assert history["type"] == "history" and history["complete"] is False
     assert history["messages"][0]["seq"] == 4
     assert orjson.loads(protocol.presence_frame("r", {"b", "a"}))["users"] == ["a", "b"]

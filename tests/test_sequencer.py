@@ -12,8 +12,9 @@ from aiohttp import web
 
 from chat.fanout.sequencer import Sequencer
 from chat.live import protocol
-from chat.live.hub import Connection, Hub
-from chat.models import User
+from chat.live.connection import Connection
+from chat.live.hub import Hub
+from chat.models import Position, User
 from chat.storage.store import Store
 
 
@@ -119,7 +120,7 @@ async def test_a_message_committed_and_never_published_is_found_by_the_position_
     hub.register(Connection(web.WebSocketResponse(), alice, "s", queue_limit=10))
     conn = next(iter(hub.connections.values()))
     hub.begin_join(conn, "general")
-    hub.finish_join(conn, "general", "history", last_seq=0)
+    hub.finish_join(conn, "general", "history", Position(0))
     stored, _ = await store.append_message("general", alice, "orphan", None)
     assert await seqr.check_positions() == 0  # maybe still on its way: noted
     assert hub.seqs() == []
@@ -157,7 +158,7 @@ async def test_a_joiner_is_not_given_twice_what_its_history_already_held() -> No
     hub.register(conn)
     hub.begin_join(conn, "general")
     hub.deliver("general", "chat 5", 5)  # held while the history is read
-    hub.finish_join(conn, "general", "history up to 6", last_seq=6)
+    hub.finish_join(conn, "general", "history up to 6", Position(6))
     assert conn.queued == 1  # the history; 5 was in it
     # 6 reaches this node only now (another node published it late): the joiner has it already.
     hub.deliver("general", "chat 6", 6)

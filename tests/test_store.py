@@ -14,8 +14,11 @@ from sqlalchemy import select
 from chat.errors import NameTaken, NoSuchRoom
 from chat.models import User
 from chat.settings import Settings
+from chat.storage.engine import create_engine
 from chat.storage.migrate import alembic_config
-from chat.storage.store import Store, client_ids, create_engine, messages, now_ms, rooms
+from chat.storage.schema import client_ids, messages, rooms
+from chat.storage.statements import now_ms
+from chat.storage.store import Store
 
 LIMIT = 5
 
@@ -49,7 +52,9 @@ async def test_each_message_takes_the_next_seq_and_the_room_keeps_the_last_n(sto
     alice = await make_user(store, "alice")
     seqs = [(await store.append_message("general", alice, f"m{i}", None))[0].seq for i in range(8)]
     assert seqs == list(range(1, 9))
-    kept, complete, last = await store.history("general", None)
+    kept, at = await store.history("general", None)
+    complete = at.complete
+    last = at.seq
     assert [m.text for m in kept] == ["m3", "m4", "m5", "m6", "m7"]
     assert last == 8 and not complete  # seq 1..3 were trimmed away
     async with store.engine.connect() as conn:
@@ -61,11 +66,15 @@ async def test_since_returns_exactly_what_was_missed_and_says_when_it_cannot(sto
     alice = await make_user(store, "alice")
     for i in range(7):
         await store.append_message("general", alice, f"m{i}", None)
-    missed, complete, last = await store.history("general", 5)
+    missed, at = await store.history("general", 5)
+    complete = at.complete
+    last = at.seq
     assert [m.seq for m in missed] == [6, 7] and complete and last == 7
-    nothing, complete, _ = await store.history("general", 7)
+    nothing, at = await store.history("general", 7)
+    complete = at.complete
     assert nothing == [] and complete
-    too_old, complete, _ = await store.history("general", 1)
+    too_old, at = await store.history("general", 1)
+    complete = at.complete
     assert [m.seq for m in too_old] == [3, 4, 5, 6, 7] and not complete
     with pytest.raises(NoSuchRoom):
         await store.history("nowhere", None)
@@ -109,7 +118,9 @@ async def test_a_resend_whose_original_was_trimmed_is_acked_not_stored_again(
     assert is_new and original.seq == 1
     for i in range(limit + 5):
         await store.append_message("general", bob, f"b{i}", f"b-{i}")
-    kept, complete, last = await store.history("general", None)
+    kept, at = await store.history("general", None)
+    complete = at.complete
+    last = at.seq
     assert 1 not in [m.seq for m in kept] and not complete and last == limit + 6
     # Alone, as the awaited path (and PostgreSQL) stores it...
     again, again_new = await store.append_message("general", alice, "lost ack", "c-lost")
@@ -122,7 +133,8 @@ async def test_a_resend_whose_original_was_trimmed_is_acked_not_stored_again(
         store.append_message("general", bob, "new two", "b-new-2"),
     )
     assert [(m.seq, new) for m, new in burst] == [(last + 1, True), (1, False), (last + 2, True)]
-    _, _, after = await store.history("general", None)
+    _, at = await store.history("general", None)
+    after = at.seq
     assert after == last + 2  # nothing stored twice
 
 
@@ -169,7 +181,9 @@ async def test_appends_at_the_same_time_are_stored_as_if_one_by_one(store: Store
         if store.is_sqlite:  # one batch: seq order is the order they were sent in
             assert seqs == list(range(1, count + 1))
         assert sorted(seqs) == list(range(1, count + 1))
-    kept, complete, last = await store.history("general", None)
+    kept, at = await store.history("general", None)
+    complete = at.complete
+    last = at.seq
     assert last == 8 and not complete
     in_general = sorted((m for m in stored if m.room == "general"), key=lambda m: m.seq)
     assert [m.text for m in kept] == [m.text for m in in_general[-LIMIT:]]

@@ -96,7 +96,9 @@ async def test_seq_rises_by_exactly_one_and_history_is_trimmed(
         await join(ws, "general")
         seqs = [(await chat(ws, "general", f"m{i}"))["seq"] for i in range(51)]
     assert seqs == list(range(1, 52))
-    messages, complete, last_seq = await app[STORE].history("general", None)
+    messages, at = await app[STORE].history("general", None)
+    complete = at.complete
+    last_seq = at.seq
     assert [m.text for m in messages] == [f"m{i}" for i in range(1, 51)]  # m0 trimmed
     assert len(messages) == 50 and last_seq == 51 and not complete
 
@@ -202,7 +204,7 @@ async def test_resend_with_same_client_id_is_stored_once_and_acked_again(
         assert after["seq"] == first["seq"] + 1
         seen = [await receive_type(b, "chat"), await receive_type(b, "chat")]
     assert [f["text"] for f in seen] == ["once", "next"]  # bob saw it once
-    messages, _, _ = await app[STORE].history("general", None)
+    messages, _ = await app[STORE].history("general", None)
     assert [m.text for m in messages] == ["once", "next"]
 
 
@@ -486,7 +488,7 @@ async def test_chat_over_the_rate_is_refused_and_not_stored(
         results = [await chat(ws, "general", f"burst {i}") for i in range(4)]
     assert [r["type"] for r in results] == ["chat", "chat", "chat", "error"]
     assert results[3]["code"] == "rate_limited" and results[3]["retry_after"] > 0
-    messages, _, _ = await app[STORE].history("general", None)
+    messages, _ = await app[STORE].history("general", None)
     assert len(messages) == 3
 
 
@@ -582,7 +584,8 @@ async def test_a_resend_whose_original_was_trimmed_is_acked_with_its_seq_not_sho
             after = await chat(a, "general", "next")
             assert after["seq"] == last + 1
         assert (await receive_type(b, "chat"))["text"] == "next"  # and nothing in between
-    _, _, stored_last = await app[STORE].history("general", None)
+    _, at = await app[STORE].history("general", None)
+    stored_last = at.seq
     assert stored_last == last + 1
 
 

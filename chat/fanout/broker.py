@@ -1,5 +1,5 @@
 """How a published frame reaches every node's hub. In one process: straight to the hub. With
-Redis (see broker_redis): one pub/sub subscriber per process feeds the local hub.
+Redis (chat.fanout.redis_broker): one pub/sub subscriber per process feeds the local hub.
 
 Besides room frames there are control events (close a user's or a session's sockets), which must
 also reach every node.
@@ -13,7 +13,8 @@ from typing import Protocol
 from aiohttp import WSCloseCode
 
 from chat.errors import Forbidden
-from chat.live.hub import Connection, Hub
+from chat.live.connection import Connection
+from chat.live.hub import Hub
 from chat.live.protocol import error_frame
 
 
@@ -36,7 +37,9 @@ class CloseSockets:
 
 
 class Broker(Protocol):
-    async def publish(self, room: str, payload: str, seq: int | None = None) -> None: ...
+    def publish(self, room: str, payload: str, seq: int | None = None) -> None:
+        """Hand a frame to every node's hub (a chat message with its `seq`). Never waits: the
+        local hub gets it now, other nodes as soon as the broker can send it."""
 
     async def control(self, event: CloseSockets) -> None: ...
 
@@ -69,11 +72,7 @@ class LocalBroker:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
-    async def publish(self, room: str, payload: str, seq: int | None = None) -> None:
-        self.publish_now(room, payload, seq)
-
-    def publish_now(self, room: str, payload: str, seq: int | None = None) -> None:
-        """`publish` for a caller that is not a coroutine: here it never has to wait."""
+    def publish(self, room: str, payload: str, seq: int | None = None) -> None:
         self.hub.deliver(room, payload, seq)
 
     async def control(self, event: CloseSockets) -> None:

@@ -166,7 +166,7 @@ class RedisBroker:
 
     # --- the Broker protocol ---
 
-    async def publish(self, room: str, payload: str, seq: int | None = None) -> None:
+    def publish(self, room: str, payload: str, seq: int | None = None) -> None:
         self.sequencer.offer(room, payload, seq)
         self._send(Envelope("m", self.origin, room, seq, payload))
 

@@ -186,7 +186,7 @@ class Sequencer:
     async def _fill_once(self, room: str) -> None:
         after = self.last.get(room, 0)
         try:
-            messages, complete, db_last = await self.store.history(room, after)
+            messages, position = await self.store.history(room, after)
         except NoSuchRoom:
             self.last.pop(room, None)
             self._held.pop(room, None)
@@ -194,7 +194,8 @@ class Sequencer:
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not read missed messages of %r: %s", room, exc)
             return
-        if complete:
+        db_last = position.seq
+        if position.complete:
             for message in messages:
                 if message.seq > self.last.get(room, 0):
                     self._deliver(room, message.seq, protocol.chat_frame(message))
@@ -210,11 +211,7 @@ class Sequencer:
                 after + 1,
                 (messages[0].seq - 1) if messages else db_last,
             )
-            self._deliver(
-                room,
-                db_last,
-                protocol.history_frame(room, messages, complete=False, last_seq=db_last),
-            )
+            self._deliver(room, db_last, protocol.history_frame(room, messages, position))
         self.last[room] = max(self.last.get(room, 0), db_last)
         if messages or db_last > after:
             log.info("room %r: read %d missed messages from the database", room, len(messages))

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from chat.errors import BadRequest, ChatError, TooLong, UnknownType
-from chat.models import ROOM_NAME_RE, Message
+from chat.models import ROOM_NAME_RE, Message, Position
 
 MAX_CLIENT_ID = 64
 
@@ -174,26 +174,19 @@ def chat_frame(message: Message) -> str:
     return _dump({"type": "chat", **message_dict(message)})
 
 
-def history_frame(
-    room: str,
-    messages: Iterable[Message],
-    *,
-    complete: bool,
-    last_seq: int | None = None,
-    reset: bool = False,
-) -> str:
-    """`last_seq`: the room's last seq as of this history (the tail may be deleted messages).
-    `reset`: the client is to drop what it shows and show these messages instead (its `since`
-    was beyond the room's last seq)."""
+def history_frame(room: str, messages: Iterable[Message], position: Position) -> str:
+    """The messages read at `position`: its `seq` is the room's last seq as of this history (the
+    tail may be deleted messages), `complete` whether nothing the client may see is missing, and
+    `reset` that the client is to drop what it shows and show these messages instead (its
+    `since` was beyond the room's last seq)."""
     frame: dict[str, Any] = {
         "type": "history",
         "room": room,
         "messages": [message_dict(m) for m in messages],
-        "complete": complete,
+        "complete": position.complete,
+        "last_seq": position.seq,
     }
-    if last_seq is not None:
-        frame["last_seq"] = last_seq
-    if reset:
+    if position.reset:
         frame["reset"] = True
     return _dump(frame)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,7 +29,8 @@ from chat.keys import HUB, SETTINGS, STORE
 from chat.live import protocol
 from chat.live.hub import Hub
 from chat.settings import Settings
-from chat.storage.store import Store, now_ms
+from chat.storage.statements import now_ms
+from chat.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +73,16 @@ async def reset_rewound_rooms(hub: Hub, store: Store) -> list[str]:
     for room, last_seq in (await store.last_seqs(list(shown))).items():
         if last_seq >= shown[room]:
             continue
-        messages, complete, last_seq = await store.history(room, None)
+        messages, position = await store.history(room, None)
         log.warning(
             "room %r: the database's last seq is %d, below the %d its sockets were given "
             "(restored from a backup? a failover?); resetting them",
             room,
-            last_seq,
+            position.seq,
             shown[room],
         )
-        frame = protocol.history_frame(
-            room, messages, complete=complete, last_seq=last_seq, reset=True
-        )
-        hub.reset_room(room, frame, last_seq)
+        position = replace(position, reset=True)
+        hub.reset_room(room, protocol.history_frame(room, messages, position), position)
         rewound.append(room)
     return rewound
 

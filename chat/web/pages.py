@@ -87,7 +87,7 @@ async def room_page(request: web.Request) -> web.Response:
     room = await visible_room(request, user)
     name = room.name
     store = request.app[STORE]
-    messages, complete, last_seq = await store.history(name, None)
+    messages, position = await store.history(name, None)
     markers = await store.read_markers(name)
     users = sorted(await request.app[PRESENCE].room_users(name))
     return await render(
@@ -96,8 +96,8 @@ async def room_page(request: web.Request) -> web.Response:
         {
             "room": room,
             "messages": messages,
-            "complete": complete,
-            "last_seq": last_seq,
+            "complete": position.complete,
+            "last_seq": position.seq,
             "users": users,
             "read_seq": markers.get(user.username, 0),
             "max_text_chars": request.app[SETTINGS].max_text_chars,

@@ -5,7 +5,7 @@ Through SQLAlchemy + aiosqlite each statement costs several hops to aiosqlite's 
 execute, fetch, the pool's reset), which made them most of the cost of an authenticated upgrade +
 join. Here a dedicated thread owns a plain sqlite3 connection (WAL: readers never wait for the
 writer) and runs a whole read, in one read transaction when it has several statements. Rows
-come back with attribute access, so `chat.storage.store` turns them into models with the same functions.
+come back with attribute access, so the store turns them into models with the same functions.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Under load, appends queue here; one task takes everything queued and stores it in a single
 transaction on its own sqlite3 connection: per room one seq bump for all its new messages (so
-seq order is batch order), one insert of every row and one trim (the statements of
-`Store.append_message`, compiled to SQLite SQL once). Every sender is acked only after that
-commit: an append is either awaited (`append`) or handed over with a function that the commit
-calls with its outcome (`submit`), so that the read loop goes on meanwhile (chat.web.socket). If the
+seq order is batch order), one insert of every row and one trim (`store_rows` of
+chat.storage.appending, its statements compiled to SQLite SQL once). Every sender is acked only
+after that commit: the outcomes are handed to whoever the appends name (`Committed`), so that
+the socket's read loop goes on meanwhile (chat.conversation). If the
 batch fails as a whole, it is retried one message per transaction, so a bad message fails
 alone. The store's write lock is held around each batch, so the other writes still take turns
 with it.
@@ -21,17 +21,15 @@ on that thread.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from chat.errors import NoSuchRoom
-from chat.models import Message, User
-from chat.storage.store import SQLITE_PRAGMAS, AppendStatements, now_ms, resent_copy
+from chat.storage.appending import Append, Outcome, StoreClosed, hand_over, store_rows
+from chat.storage.engine import SQLITE_PRAGMAS
+from chat.storage.sqlite.statements import AppendStatements, SqliteRun
+from chat.storage.statements import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -48,34 +46,6 @@ CHECKPOINT_EVERY = 2000
 # batch to the thread, which waits as long as the store's other connections do.
 LOOP_BUSY_MS = 20
 PATIENT_BUSY_MS = 30_000
-
-# (the message, whether it is new), or what went wrong.
-Outcome = tuple[Message, bool] | Exception
-
-
-class StoreClosed(Exception):
-    """The outcome of an append still queued when the store closed: it was not stored."""
-
-
-@dataclass(slots=True)
-class _Append:
-    room: str
-    user_id: int
-    username: str
-    text: str
-    client_id: str | None
-    done: Callable[[Outcome], None]
-
-
-def _settle(future: asyncio.Future[tuple[Message, bool]], outcome: Outcome) -> None:
-    if future.done():  # its sender went away meanwhile
-        return
-    if isinstance(outcome, StoreClosed):
-        future.cancel()
-    elif isinstance(outcome, Exception):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 class GroupCommit:
@@ -96,38 +66,19 @@ class GroupCommit:
         self._checkpoint_db: sqlite3.Connection | None = None  # used only on the thread
         self._checkpoint: asyncio.Future[None] | None = None
         self._since_checkpoint = 0
-        self._room_ids: dict[str, int] = {}
-        self._row = statements.insert.rows()
-        self._remembered = statements.remember.rows()
-        self._queue: list[_Append] = []
+        self._run: SqliteRun | None = None  # on `_db`
+        self._queue: list[Append] = []
         self._oldest = 0.0  # when the first append still queued was submitted (monotonic)
         self._inline = True  # whether `submit` may commit (see _commit_now)
-        # Called after each batch is handed over: with in-process fan-out, the hub's
-        # `write_now`, so that the batch's acks go out before more frames are read.
-        self.after_batch: Callable[[], None] | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def append(
-        self, room: str, user: User, text: str, client_id: str | None
-    ) -> tuple[Message, bool]:
-        future: asyncio.Future[tuple[Message, bool]] = asyncio.get_running_loop().create_future()
-        self.submit(room, user, text, client_id, functools.partial(_settle, future))
-        return await future
-
-    def submit(
-        self,
-        room: str,
-        user: User,
-        text: str,
-        client_id: str | None,
-        done: Callable[[Outcome], None],
-    ) -> None:
-        """Queue an append; `done(outcome)` is called once it is committed (or has failed, or
-        with `StoreClosed` if the store closes first). Appends are stored in the order they
-        are submitted, and their `done`s called in that order."""
+    def submit(self, append: Append) -> None:
+        """Queue an append; its `to` is handed the outcome once it is committed (or has
+        failed, or `StoreClosed` if the store closes first). Appends are stored in the order
+        they are submitted, and handed over in that order."""
         queue = self._queue
-        queue.append(_Append(room, user.id, user.username, text, client_id, done))
+        queue.append(append)
         if len(queue) == 1:
             self._oldest = time.monotonic()
         elif (
@@ -138,7 +89,7 @@ class GroupCommit:
             self._commit_now()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="chat-group-commit"
+                self._run_forever(), name="chat-group-commit"
             )
         self._wakeup.set()
 
@@ -165,7 +116,7 @@ class GroupCommit:
             await asyncio.wait([self._task])
             self._task = None
         queued, self._queue = self._queue, []
-        self._hand_over(queued, [StoreClosed("the store closed")] * len(queued))
+        hand_over(queued, [StoreClosed("the store closed")] * len(queued))
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint])
         loop = asyncio.get_running_loop()
@@ -175,7 +126,7 @@ class GroupCommit:
             self._db.close()
             self._db = None
 
-    async def _run(self) -> None:
+    async def _run_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
@@ -203,31 +154,17 @@ class GroupCommit:
         self._inline = True
         self._finish(batch, outcomes)
 
-    def _take_batch(self) -> list[_Append]:
+    def _take_batch(self) -> list[Append]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         self._oldest = time.monotonic()
         return batch
 
-    def _finish(self, batch: list[_Append], outcomes: list[Outcome]) -> None:
-        """After a batch's transaction: checkpoint when due, hand every outcome over, then
-        `after_batch`."""
+    def _finish(self, batch: list[Append], outcomes: list[Outcome]) -> None:
+        """After a batch's transaction: checkpoint when due, hand every outcome over."""
         self._after_commit(len(batch))
-        self._hand_over(batch, outcomes)
-        if self.after_batch is not None:
-            try:
-                self.after_batch()
-            except Exception:  # as in _hand_over
-                log.exception("after_batch failed")
+        hand_over(batch, outcomes)
 
-    @staticmethod
-    def _hand_over(batch: list[_Append], outcomes: list[Outcome]) -> None:
-        for item, outcome in zip(batch, outcomes, strict=True):
-            try:
-                item.done(outcome)
-            except Exception:  # a bug there must not stop the commits of everyone else
-                log.exception("handing over a stored message failed")
-
-    async def _store_batch(self, batch: list[_Append]) -> list[Outcome]:
+    async def _store_batch(self, batch: list[Append]) -> list[Outcome]:
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -258,9 +195,10 @@ class GroupCommit:
             # Checkpoints are ours to run, on the thread (see the module docstring).
             db.execute("PRAGMA wal_autocheckpoint=0")
             self._db = db
+            self._run = SqliteRun(db, self.sql)
         return self._db
 
-    def _commit(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
+    def _commit(self, db: sqlite3.Connection, batch: list[Append]) -> list[Outcome]:
         """Store the batch in the transaction just begun, or one by one if that fails."""
         try:
             outcomes = self._store(db, batch)
@@ -288,7 +226,7 @@ class GroupCommit:
 
     # --- on the thread ---
 
-    def _commit_patiently(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
+    def _commit_patiently(self, db: sqlite3.Connection, batch: list[Append]) -> list[Outcome]:
         db.execute(f"PRAGMA busy_timeout={PATIENT_BUSY_MS}")
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -311,106 +249,23 @@ class GroupCommit:
 
     # --- storing, on whichever thread holds the transaction ---
 
-    def _store(self, db: sqlite3.Connection, batch: list[_Append]) -> list[Outcome]:
-        """`Store.append_message` for a whole batch, inside the open transaction: per room one
-        seq bump for all its new messages (seq order is batch order), one insert of every row,
-        and one trim per room; a resend gets its stored copy.
+    def _store(self, db: sqlite3.Connection, batch: list[Append]) -> list[Outcome]:
+        """`store_rows` for the batch, inside the open transaction on `db`.
 
         A resend is rare, so the batch is first stored without looking any up: the unique
         (room, user, client_id) keys of the messages and of the remembered client_ids then
         refuse a resend whose original is stored (kept, or trimmed but remembered). Only
         then is the batch rolled back to before its seq bumps and stored again, looking each
         client_id up first."""
+        run = self._run
+        assert run is not None and run.db is db
+        ts = now_ms()
         db.execute("SAVEPOINT optimistic")
         try:
-            outcomes = self._store_rows(db, batch, look_up=False)
+            outcomes = store_rows(run, batch, self.history_limit, ts, look_up=False)
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK TO optimistic")
             db.execute("RELEASE optimistic")
-            return self._store_rows(db, batch, look_up=True)
+            return store_rows(run, batch, self.history_limit, ts, look_up=True)
         db.execute("RELEASE optimistic")
         return outcomes
-
-    def _store_rows(
-        self, db: sqlite3.Connection, batch: list[_Append], *, look_up: bool
-    ) -> list[Outcome]:
-        sql = self.sql
-        outcomes: list[Outcome | None] = [None] * len(batch)
-        fresh: dict[int, list[int]] = {}  # room id -> positions of its new messages
-        first: dict[tuple[int, int, str], int] = {}  # a client_id's first position here
-        resent: list[tuple[int, int]] = []  # (position, position of the same message here)
-        for i, item in enumerate(batch):
-            room_id = self._room_id(db, item.room)
-            if room_id is None:
-                outcomes[i] = NoSuchRoom(f"There is no room named {item.room!r}.")
-                continue
-            if item.client_id is not None:
-                key = (room_id, item.user_id, item.client_id)
-                if key in first:
-                    resent.append((i, first[key]))
-                    continue
-                first[key] = i
-                if look_up:
-                    found = resent_copy(
-                        db.execute(
-                            *sql.by_client_id(
-                                room_id=room_id, user_id=item.user_id, client_id=item.client_id
-                            )
-                        ).fetchall(),
-                        item.room,
-                        item.username,
-                        item.text,
-                        item.client_id,
-                    )
-                    if found is not None:
-                        outcomes[i] = (found, False)
-                        continue
-            fresh.setdefault(room_id, []).append(i)
-        ts = now_ms()
-        rows = []
-        remembered = []  # (user_id, client_id, room_id, seq, ts) of those that have a client_id
-        trims = []  # (room id, highest seq to delete), once all the rows are in
-        for room_id, positions in fresh.items():
-            (last,) = db.execute(*sql.next_seq(room_id=room_id, n=len(positions))).fetchone()
-            trims.append((room_id, last - self.history_limit))
-            for seq, i in enumerate(positions, last - len(positions) + 1):
-                item = batch[i]
-                outcomes[i] = (
-                    Message(item.room, seq, item.username, item.text, ts, item.client_id),
-                    True,
-                )
-                row = {
-                    "room_id": room_id,
-                    "seq": seq,
-                    "user_id": item.user_id,
-                    "text": item.text,
-                    "ts": ts,
-                    "client_id": item.client_id,
-                    "deleted": False,
-                }
-                rows.append(self._row(row))
-                if item.client_id is not None:
-                    remembered.append(self._remembered(row))
-        if rows:
-            db.executemany(sql.insert.sql, rows)
-        if remembered:
-            # Refuses (IntegrityError) a resend whose original was trimmed from the history.
-            db.executemany(sql.remember.sql, remembered)
-        for room_id, upto in trims:
-            db.execute(*sql.trim(room_id=room_id, upto=upto))
-        for i, j in resent:
-            stored = outcomes[j]
-            outcomes[i] = (stored[0], False) if isinstance(stored, tuple) else stored
-        done = [o for o in outcomes if o is not None]
-        assert len(done) == len(batch)
-        return done
-
-    def _room_id(self, db: sqlite3.Connection, room: str) -> int | None:
-        # Rooms are never deleted or renamed: an id once read stays right.
-        room_id = self._room_ids.get(room)
-        if room_id is None:
-            row = db.execute(*self.sql.room_id(room=room)).fetchone()
-            if row is None:
-                return None
-            room_id = self._room_ids[room] = int(row[0])
-        return room_id

@@ -1,0 +1,147 @@
+"""Rooms: creating and listing them, who may enter a private one, and where each one stands."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+from sqlalchemy import and_, false, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from chat.errors import InvalidName, LimitReached, NameTaken
+from chat.models import ROOM_NAME_RE, Room, User
+from chat.storage.base import StoreBase, room_from_row
+from chat.storage.schema import DEFAULT_ROOMS, room_members, rooms, users
+from chat.storage.statements import ROOM_BY_NAME, now_ms
+
+
+class Rooms(StoreBase):
+    async def ensure_default_rooms(self) -> None:
+        for name in DEFAULT_ROOMS:
+            if await self.room_by_name(name) is None:
+                # Another process may create it between our look and our insert.
+                with contextlib.suppress(NameTaken):
+                    await self.create_room(name, creator_id=None)
+
+    async def create_room(
+        self,
+        name: str,
+        *,
+        creator_id: int | None,
+        private: bool = False,
+        max_public: int | None = None,
+    ) -> Room:
+        """Create a room; with `max_public`, a public one only while there are fewer."""
+        if not ROOM_NAME_RE.match(name):
+            raise InvalidName(
+                "Room names are 1 to 32 lowercase letters, digits, '-' or '_', starting with a "
+                "letter or digit."
+            )
+        async with self._write() as conn:
+            if not private and max_public is not None:
+                public = (
+                    select(func.count()).select_from(rooms).where(rooms.c.is_private == false())
+                )
+                if (await conn.execute(public)).scalar_one() >= max_public:
+                    raise LimitReached(
+                        f"This chat already has {max_public} public rooms, the most it allows. "
+                        "Create a private room, or ask an administrator."
+                    )
+            try:
+                await conn.execute(
+                    insert(rooms).values(
+                        name=name,
+                        last_seq=0,
+                        created_by=creator_id,
+                        created_at=now_ms(),
+                        is_private=private,
+                    )
+                )
+            except IntegrityError:
+                raise NameTaken(f"A room named {name!r} already exists.") from None
+            row = (await conn.execute(select(rooms).where(rooms.c.name == name))).one()
+            if private and creator_id is not None:
+                await conn.execute(
+                    insert(room_members).values(
+                        room_id=row.id, user_id=creator_id, added_at=now_ms()
+                    )
+                )
+        return room_from_row(row)
+
+    async def room_by_name(self, name: str) -> Room | None:
+        params = {"room": name}
+        if self._fast is not None:  # every join asks
+            row = await self._fast.one(*self.sql(ROOM_BY_NAME, params))
+            return None if row is None else room_from_row(row)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(ROOM_BY_NAME, params)).first()
+        return None if row is None else room_from_row(row)
+
+    async def list_rooms(self, viewer: User | None = None) -> list[Room]:
+        """Every room, or the ones `viewer` may see: public ones and private ones they are in
+        (an admin sees all, to moderate them)."""
+        query = select(rooms).order_by(rooms.c.name)
+        if viewer is not None and not viewer.is_admin:
+            mine = select(room_members.c.room_id).where(room_members.c.user_id == viewer.id)
+            query = query.where(or_(rooms.c.is_private == False, rooms.c.id.in_(mine)))  # noqa: E712
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [room_from_row(r) for r in rows]
+
+    # --- private rooms ---
+
+    async def is_member(self, room: Room, user: User) -> bool:
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(room_members.c.user_id).where(
+                        and_(room_members.c.room_id == room.id, room_members.c.user_id == user.id)
+                    )
+                )
+            ).first()
+        return found is not None
+
+    async def can_enter(self, room: Room, user: User) -> bool:
+        """Public rooms are open to all; a private one to its members and the admins."""
+        return not room.is_private or user.is_admin or await self.is_member(room, user)
+
+    async def members(self, room: Room) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(users.c.username)
+                    .join(room_members, room_members.c.user_id == users.c.id)
+                    .where(room_members.c.room_id == room.id)
+                    .order_by(users.c.username)
+                )
+            ).all()
+        return [r.username for r in rows]
+
+    async def add_member(self, room: Room, user: User) -> bool:
+        """Add a member; False if they already were one."""
+        async with self._write() as conn:
+            try:
+                await conn.execute(
+                    insert(room_members).values(room_id=room.id, user_id=user.id, added_at=now_ms())
+                )
+            except IntegrityError:
+                return False
+        return True
+
+    async def remove_member(self, room: Room, user: User) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                room_members.delete().where(
+                    and_(room_members.c.room_id == room.id, room_members.c.user_id == user.id)
+                )
+            )
+        return bool(result.rowcount)
+
+    async def last_seqs(self, names: Sequence[str]) -> dict[str, int]:
+        """The rooms' last seq in the database (for the position check of chat.fanout.sequencer)."""
+        if not names:
+            return {}
+        query = select(rooms.c.name, rooms.c.last_seq).where(rooms.c.name.in_(list(names)))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r.name: int(r.last_seq) for r in rows}

@@ -1,0 +1,132 @@
+"""The tables (SQLAlchemy Core), one schema for SQLite and PostgreSQL. Alembic's migrations in
+`migrations/` create them; `migrations/env.py` compares them with this metadata."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(32), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("session_version", Integer, nullable=False, default=0, server_default="0"),
+    Column("banned", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(32), nullable=False, unique=True),
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("is_private", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("client_id", String(64), nullable=True),
+    # Deleted by a moderator: the text is wiped, the row stays so seq accounting stays exact.
+    Column("deleted", Boolean, nullable=False, default=False, server_default=false()),
+    # A resend with the same client_id from the same user finds the first copy instead.
+    UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
+)
+
+# The client_ids of each user's recent messages, kept beyond the rooms' kept history: a resend
+# whose original was trimmed meanwhile is still recognised (and acked with its seq), not stored
+# a second time. Written in the transaction that stores the message; pruned by age
+# (CLIENT_ID_TTL_SECONDS) and count per user (CLIENT_ID_MEMORY) by `Store.forget_client_ids`.
+client_ids = Table(
+    "client_ids",
+    metadata,
+    # No foreign keys: a check per stored message, for rows that are pruned by age anyway.
+    Column("user_id", Integer, primary_key=True),
+    Column("client_id", String(64), primary_key=True),
+    Column("room_id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    # The primary key is the table: no second copy of every key in a rowid table.
+    sqlite_with_rowid=False,
+)
+
+Index("ix_client_ids_ts", client_ids.c.ts)
+
+read_markers = Table(
+    "read_markers",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+Index("ix_read_markers_room", read_markers.c.room_id)
+
+room_members = Table(
+    "room_members",
+    metadata,
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("added_at", BigInteger, nullable=False),
+)
+
+Index("ix_room_members_user", room_members.c.user_id)
+
+moderation_log = Table(
+    "moderation_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", String(32), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("target", String(32), nullable=True),
+    Column("room", String(32), nullable=True),
+    Column("seq", BigInteger, nullable=True),
+    Column("detail", String(200), nullable=False, default="", server_default=""),
+)
+
+Index("ix_moderation_log_ts", moderation_log.c.ts)
+
+# Usernames are unique without regard to case: "Alice" cannot sit beside "alice".
+Index("uq_users_username_lower", func.lower(users.c.username), unique=True)
+
+# Sessions ended by a logout before their cookie expires: a copy of the cookie must not outlive
+# the logout. Kept until `expires_at` (ms), when the cookie could no longer be used anyway.
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+Index("ix_revoked_sessions_expires_at", revoked_sessions.c.expires_at)
+
+DEFAULT_ROOMS = ("general",)
+# pg_advisory_xact_lock key serialising start-up migrations across nodes (any fixed 64-bit int).
+MIGRATION_LOCK_KEY = 0x63686174_6D696772  # "chatmigr"

@@ -1,0 +1,131 @@
+"""The statements every join and every stored message runs, built once with named parameters,
+and `Compiled`: one of them compiled to SQLite SQL for a plain sqlite3 connection (chat.storage.
+sqlite), so that each statement is still written once, with SQLAlchemy."""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Integer, and_, bindparam, insert, null, select, union_all, update
+
+from chat.storage.schema import client_ids, messages, read_markers, revoked_sessions, rooms, users
+
+# The reads every upgrade and join makes, built once with named parameters.
+# Every request and upgrade: the user, and whether this session was revoked, in one read.
+SESSION_USER = select(
+    users,
+    select(revoked_sessions.c.session_id)
+    .where(revoked_sessions.c.session_id == bindparam("session_id"))
+    .exists()
+    .label("revoked"),
+).where(users.c.id == bindparam("user_id"))
+ROOM_BY_NAME = select(rooms).where(rooms.c.name == bindparam("room"))
+HISTORY = (
+    select(
+        messages.c.seq,
+        messages.c.text,
+        messages.c.ts,
+        messages.c.client_id,
+        messages.c.deleted,
+        users.c.username,
+    )
+    .join(users, users.c.id == messages.c.user_id)
+    .where(
+        and_(
+            messages.c.room_id
+            == select(rooms.c.id).where(rooms.c.name == bindparam("room")).scalar_subquery(),
+            messages.c.seq > bindparam("after"),
+        )
+    )
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+# Storing a message (chat.storage.appending, for a whole batch: one seq bump and one trim per
+# room, one insert of all rows), in one transaction: through SQLAlchemy, or compiled to SQLite SQL
+# for the group commit's plain sqlite3 connection.
+ROOM_ID = select(rooms.c.id).where(rooms.c.name == bindparam("room"))
+# A resend's original: in the kept history (with its text), or only remembered (trimmed).
+BY_CLIENT_ID = union_all(
+    select(messages.c.seq, messages.c.ts, messages.c.text).where(
+        and_(
+            messages.c.room_id == bindparam("room_id"),
+            messages.c.user_id == bindparam("user_id"),
+            messages.c.client_id == bindparam("client_id"),
+        )
+    ),
+    select(client_ids.c.seq, client_ids.c.ts, null().label("text")).where(
+        and_(
+            client_ids.c.room_id == bindparam("room_id"),
+            client_ids.c.user_id == bindparam("user_id"),
+            client_ids.c.client_id == bindparam("client_id"),
+        )
+    ),
+)
+# Takes `n` seqs at once; the last one is returned.
+NEXT_SEQ = (
+    update(rooms)
+    .where(rooms.c.id == bindparam("room_id"))
+    .values(last_seq=rooms.c.last_seq + bindparam("n", type_=Integer))
+    .returning(rooms.c.last_seq)
+)
+INSERT_MESSAGE = insert(messages).values(
+    room_id=bindparam("room_id"),
+    seq=bindparam("seq"),
+    user_id=bindparam("user_id"),
+    text=bindparam("text"),
+    ts=bindparam("ts"),
+    client_id=bindparam("client_id"),
+    # Explicit: compiled for the group commit's plain sqlite3, no Python-side default would run.
+    deleted=False,
+)
+REMEMBER_CLIENT_ID = insert(client_ids).values(
+    user_id=bindparam("user_id"),
+    client_id=bindparam("client_id"),
+    room_id=bindparam("room_id"),
+    seq=bindparam("seq"),
+    ts=bindparam("ts"),
+)
+# Trim in the same transaction: the room never holds more than the limit.
+TRIM = messages.delete().where(
+    and_(messages.c.room_id == bindparam("room_id"), messages.c.seq <= bindparam("upto"))
+)
+READ_MARKERS = (
+    select(users.c.username, read_markers.c.seq)
+    .join(users, users.c.id == read_markers.c.user_id)
+    .join(rooms, rooms.c.id == read_markers.c.room_id)
+    .where(rooms.c.name == bindparam("room"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A Core statement compiled once to SQLite SQL, for a plain sqlite3 connection (`FastReads`
+    and `GroupCommit`): the statement is still written once, with SQLAlchemy."""
+
+    sql: str
+    names: tuple[str, ...]  # the named parameters, in the order of the SQL's "?"s
+    defaults: dict[str, Any]
+
+    def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        defaults = self.defaults
+        return tuple(params[n] if n in params else defaults[n] for n in self.names)
+
+    def __call__(self, **params: Any) -> tuple[str, tuple[Any, ...]]:
+        """(SQL, positional arguments) for `sqlite3.Connection.execute`."""
+        return self.sql, self.args(params)
+
+    def rows(self) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+        """A fast function from a row's parameters (all of them, defaults included) to its
+        positional arguments, for `executemany`."""
+        if len(self.names) == 1:
+            name = self.names[0]
+            return lambda row: (row[name],)
+        return operator.itemgetter(*self.names)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
