@@ -33,7 +33,7 @@ from chat.server import logs
 from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
 from chat.storage.store import Store
-from chat.web import account, auth, clientip, ops, pages, polls, socket
+from chat.web import account, auth, clientip, login, ops, pages, polls, socket
 from chat.web.metrics import Metrics
 from chat.web.middlewares import error_pages, hide_server_version, security_headers
 from chat.web.passwords import PasswordHasher
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_keep_alive_ctx)
     app.on_shutdown.append(_close_sockets)
 
-    app.router.add_routes(auth.routes)
+    app.router.add_routes(login.routes)
     app.router.add_routes(account.routes)
     app.router.add_routes(ops.routes)
     app.router.add_routes(pages.routes)

@@ -12,13 +12,13 @@ from chat.fanout.presence import Presence
 from chat.live.hub import Hub
 from chat.ratelimit import TokenBuckets
 from chat.settings import Settings
-
-if TYPE_CHECKING:
-    # Only for the key's type: chat.conversation reads its backends under these keys.
-    pass
 from chat.storage.store import Store
 from chat.web.metrics import Metrics
 from chat.web.passwords import PasswordHasher
+
+if TYPE_CHECKING:
+    # Only for the key's type: chat.conversation reads its backends under these keys.
+    from chat.conversation import Conversations
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,4 +55,4 @@ PRESENCE = web.AppKey[Presence]("presence")
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITS = web.AppKey("limits", Limits)
 METRICS = web.AppKey("metrics", Metrics)
-CONVERSATIONS = web.AppKey["Conversations"]("conversations")
+CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")

@@ -15,7 +15,8 @@ from aiohttp_session import get_session
 
 from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, STORE
-from chat.web.auth import SESSION_ID, VERSION, login_keys, require_user, session_id
+from chat.web.auth import SESSION_ID, VERSION, require_user, session_id
+from chat.web.login import login_keys
 from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD
 from chat.web.render import render
 

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 
 from chat.errors import ChatError, Retryable
 from chat.keys import SETTINGS
+from chat.web.auth import is_socket
 from chat.web.render import render
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,6 @@ async def _error_page(request: web.Request, status: int, message: str) -> web.Re
         {"status": status, "title": TITLES.get(status, "Error"), "message": message},
         status=status,
     )
-
-
-def is_socket(request: web.BaseRequest) -> bool:
-    """The WebSocket endpoint: its requests last as long as the socket."""
-    return request.path == "/ws"
 
 
 @web.middleware
