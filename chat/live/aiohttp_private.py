@@ -1,6 +1,7 @@
-"""Every use of aiohttp's private attributes, in one place. tests/live/test_aiohttp_private.py
-fails if an aiohttp release renames or drops one of them, and setup.cfg pins aiohttp to the
-releases that test covers.
+"""Every use of aiohttp's private attributes, in one place: `BaseRequest._state` and `._cache`,
+`RequestHandler._parser`, `WebSocketResponse._req`. tests/live/test_aiohttp_private.py fails if
+an aiohttp release renames or drops one of them, and setup.cfg pins aiohttp to the releases that
+test covers.
 
 Why: an idle socket is counted by the thousand, and its upgrade request lives as long as it
 does; what only the upgrade needed is released here. And a socket built without a transport at
@@ -12,15 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-
-# The attributes relied on: (object, attribute), checked by the test.
-RELIED_ON = (
-    ("BaseRequest", "_state"),
-    ("BaseRequest", "_cache"),
-    ("RequestHandler", "_parser"),
-    ("WebSocketResponse", "_req"),
-)
-
 
 def forget_upgrade(request: web.BaseRequest) -> None:
     """Drop what only the upgrade needed. The request lives as long as its socket."""
