@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+
 def forget_upgrade(request: web.BaseRequest) -> None:
     """Drop what only the upgrade needed. The request lives as long as its socket."""
     # The session and the cached user. dict.clear() also frees the table, which popping the
@@ -33,3 +34,15 @@ def request_transport(ws: web.WebSocketResponse) -> Any:
     """The transport of the request a socket was prepared for, or None."""
     request = ws._req
     return None if request is None else request.transport
+
+
+def upgrade_leftovers(request: web.BaseRequest) -> list[str]:
+    """What `forget_upgrade` releases that `request` still holds (none, once it ran)."""
+    held = []
+    if request._state:
+        held.append("state")
+    if request._cache:
+        held.append("cache")
+    if getattr(request.protocol, "_parser", None) is not None:
+        held.append("parser")
+    return held

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from chat.live.aiohttp_private import forget_upgrade, request_transport
+from chat.live.aiohttp_private import forget_upgrade, request_transport, upgrade_leftovers
 
 SESSION = web.RequestKey("session", str)
 
@@ -34,7 +34,9 @@ async def test_forget_upgrade_releases_what_only_the_upgrade_needed(
         )
         # The transport that chat.live.connection aborts a stuck socket through.
         seen["transport"] = request_transport(ws) is request.transport is not None
+        seen["leftovers"] = upgrade_leftovers(request)
         forget_upgrade(request)
+        seen["left"] = upgrade_leftovers(request)
         seen["after"] = (
             dict(request._state),
             dict(request._cache),
@@ -51,5 +53,6 @@ async def test_forget_upgrade_releases_what_only_the_upgrade_needed(
     assert seen["before"] == ({SESSION: "what a middleware stored"}, True, True)
     assert seen["transport"] is True
     assert seen["after"] == ({}, {}, True)
+    assert seen["leftovers"] == ["state", "cache", "parser"] and seen["left"] == []
     # ...and a socket never prepared has no request.
     assert request_transport(web.WebSocketResponse()) is None

@@ -23,8 +23,8 @@ from chat.models import User
 from chat.settings import Settings
 from chat.storage.store import Store
 from tests.conftest import make_settings
+from tests.fanout.test_sequencer import RecordingHub
 from tests.servers import RedisServer
-from tests.test_sequencer import RecordingHub
 
 pytestmark = [pytest.mark.redis]
 
