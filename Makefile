@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORKERS ?= 1
 
-.PHONY: install run test lint fmt e2e bench bench-quick clean
+.PHONY: install run test test-js lint fmt e2e bench bench-quick clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m chat serve --workers $(WORKERS)
 
+# The browser-side modules first (node --test), then pytest, whose summary comes last.
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: $(STAMP)
+	node --test tests/js/
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$status
+
+test-js:
+	node --test tests/js/
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e

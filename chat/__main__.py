@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import logging
 import socket
@@ -67,8 +68,12 @@ def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None 
         print(f"chat: --workers: expected 1 to {MAX_WORKERS}, got {workers}", file=sys.stderr)
         return 2
     if workers == 1:
-        _log_serving(settings, settings.port, 1)
-        _run_app(settings, None, ssl_context)
+        # Bound here, before anything says "serving": a taken port is one clear line.
+        sock = _listen(settings)
+        if sock is None:
+            return 1
+        _log_serving(settings, sock.getsockname()[1], 1)
+        _run_app(settings, sock, ssl_context)
         return 0
     if settings.redis_url is None:
         print(
@@ -79,15 +84,31 @@ def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None 
         return 2
     # Migrate once here, before forking, so the workers do not race each other to do it.
     asyncio.run(_migrate(settings, quiet=True))
-    try:
-        sock = listen(settings.host, settings.port)
-    except OSError as exc:
-        print(f"chat: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+    sock = _listen(settings)
+    if sock is None:
         return 1
     _log_serving(settings, sock.getsockname()[1], workers)
     return Supervisor(
         settings, workers, lambda s, child_sock: _run_app(s, child_sock, ssl_context)
     ).run(sock)
+
+
+def _listen(settings: Settings) -> socket.socket | None:
+    """The listening socket, or None after saying in one line why there is none."""
+    try:
+        return listen(settings.host, settings.port)
+    except OSError as exc:
+        where = f"{_host_for_url(settings.host)}:{settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"chat: port {settings.port} on {settings.host} is already in use; "
+                f"stop what uses it or pick another port with CHAT_PORT "
+                f"(e.g. CHAT_PORT={settings.port + 1} make run)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"chat: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return None
 
 
 def _log_serving(settings: Settings, port: int, workers: int) -> None:

@@ -13,6 +13,7 @@ from chat.keys import PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
 from chat.presence import by_user
 from chat.render import render
+from chat.settings import Settings
 
 routes = web.RouteTableDef()
 
@@ -85,8 +86,19 @@ async def room_page(request: web.Request) -> web.Response:
             "users": users,
             "read_seq": markers.get(user.username, 0),
             "max_text_chars": request.app[SETTINGS].max_text_chars,
+            # The limits the page keeps to by design (static/outbox.js, static/typing.js).
+            "limits": _client_limits(request.app[SETTINGS]),
         },
     )
+
+
+def _client_limits(settings: Settings) -> dict[str, float]:
+    return {
+        "chat_rate": settings.chat_rate_per_second,
+        "chat_burst": settings.chat_burst,
+        "typing_rate": settings.typing_rate_per_second,
+        "typing_burst": settings.typing_burst,
+    }
 
 
 @routes.get("/rooms/{name}/members", name="room_members")

@@ -9,7 +9,10 @@
 //            receipt {user, seq}, deleted {seq}, error {code, message, ref?, retry_after?}
 //   A text frame may carry several JSON documents separated by "\n".
 //   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
-"use strict";
+// What needs no DOM lives in modules of its own, unit-tested with node --test (tests/js/).
+import { Outbox } from "./outbox.js";
+import { TypingNotifier } from "./typing.js";
+import { endedMessage, formatFull, formatTime } from "./text.js";
 
 (function () {
   const root = document.getElementById("room");
@@ -25,17 +28,20 @@
   const typingEl = document.getElementById("typing");
   const peopleEl = document.getElementById("people");
   const peopleCount = document.getElementById("people-count");
+  const peopleBox = document.getElementById("people-box");
+  const peopleStale = document.getElementById("people-stale");
   const form = document.getElementById("composer");
   const input = document.getElementById("text");
   const counter = document.getElementById("composer-count");
   const formError = document.getElementById("composer-error");
+  const ended_ = document.getElementById("ended");
   const baseTitle = document.title;
 
   const GROUP_GAP_MS = 5 * 60 * 1000; // one author's messages within 5 minutes form a group
-  const TYPING_INTERVAL = 3000; // DESIGN.md: send typing at most every 3 s
   const TYPING_EXPIRY = 6000; // ... and a typing state expires after 6 s
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000]; // then every 10 s, with jitter
   const READ_DELAY_MS = 300; // coalesce read markers during a burst
+  const TYPING_REF = "typing"; // the ref of typing notices: their refusals are never shown
 
   let lastSeq = Number(root.dataset.lastSeq) || 0;
   const readSeqAtLoad = Number(root.dataset.readSeq) || 0;
@@ -49,22 +55,25 @@
   let ended = false; // closed with 1008: do not come back by ourselves
   let unseenWhileHidden = 0;
   let unseenBelow = 0;
-  const pending = new Map(); // client_id -> {text, el}
+  const pending = new Map(); // client_id -> {text, el}: what the page shows as "sending…"
+  // Limits the server enforces (settings), so that the page stays within them by design.
+  const limit = (name, fallback) => Number(root.dataset[name]) || fallback;
+  const outbox = new Outbox({
+    rate: limit("chatRate", 10), burst: limit("chatBurst", 20), now: Date.now(),
+  });
+  const typingNotifier = new TypingNotifier({
+    rate: limit("typingRate", 1), burst: limit("typingBurst", 5), now: Date.now(),
+  });
+  let pumpTimer = null;
   const typers = new Map(); // user -> expiry timer
   const readMarkers = new Map(); // user -> last seq they read
-  let typingSentAt = 0;
-  let typingActive = false;
 
   // --- time and grouping ---
-
-  function formatTime(ms) {
-    return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
 
   function localiseTime(t) {
     const ms = Number(t.dataset.ts);
     t.textContent = formatTime(ms);
-    t.title = new Date(ms).toLocaleString();
+    t.title = formatFull(ms);
   }
 
   function dayKey(ms) {
@@ -113,6 +122,7 @@
   function messageElement(m) {
     const li = document.createElement("li");
     li.className = "msg" + (m.user === me ? " mine" : "");
+    li.tabIndex = -1; // arrow keys move through the list; focus shows the time
     if (m.seq !== undefined) li.dataset.seq = String(m.seq);
     li.dataset.user = m.user;
     li.dataset.ts = String(m.ts);
@@ -169,9 +179,11 @@
 
   function dropPending(clientId) {
     const entry = pending.get(clientId);
+    outbox.acked(clientId);
     if (!entry) return false;
     pending.delete(clientId);
     entry.el.remove();
+    pump();
     return true;
   }
 
@@ -236,6 +248,13 @@
 
   // "Seen by N" sits under my latest confirmed message; N counts the others who read up to it.
   function renderReceipts() {
+    // The line adds height under the newest message: keep a reader at the bottom there.
+    const following = atBottom();
+    drawReceipts();
+    if (following) toBottom();
+  }
+
+  function drawReceipts() {
     for (const old of list.querySelectorAll(".seen")) old.remove();
     const mine = list.querySelectorAll(":scope > .msg.mine[data-seq]");
     const last = mine[mine.length - 1];
@@ -268,7 +287,15 @@
     return `li[data-user="${CSS.escape(user)}"]`;
   }
 
+  // While the socket is down, who is here is not known: the dots go grey until presence
+  // arrives again.
+  function setPeopleStale(stale) {
+    peopleBox.dataset.stale = stale ? "true" : "false";
+    peopleStale.hidden = !stale || ended;
+  }
+
   function setPeople(users) {
+    setPeopleStale(false);
     peopleEl.replaceChildren();
     for (const u of users) addPerson(u);
   }
@@ -377,19 +404,44 @@
     socket.addEventListener("close", (event) => {
       if (ws !== socket) return; // an old socket we already gave up on
       if (!opened && attempt >= 2) checkSession(); // refused twice: still logged in?
-      ws = null;
-      joined = false;
-      root.dataset.joined = "false";
-      clearTypers();
+      lostSocket();
       if (event.code === 1008) {
         // Kicked, banned or logged out elsewhere: coming back by ourselves would be wrong.
-        ended = true;
-        setStatus("disconnected: " + (event.reason || "session ended"), "ended");
-        input.disabled = true;
+        endSession(event.reason || "session ended");
         return;
       }
       scheduleReconnect();
     });
+  }
+
+  // The socket is gone: nothing is in flight, who is here is unknown, nobody is typing.
+  function lostSocket() {
+    ws = null;
+    joined = false;
+    root.dataset.joined = "false";
+    outbox.closed();
+    typingNotifier.reset();
+    clearTimeout(pumpTimer);
+    clearTypers();
+    setPeopleStale(true);
+  }
+
+  // The server ended this session (kicked, banned, logged out, password changed): the page
+  // says so in place of the composer and the member list, and offers to log in again.
+  function endSession(reason) {
+    ended = true;
+    cancelReconnect();
+    root.dataset.ended = "true";
+    setStatus("disconnected", "ended");
+    input.disabled = true;
+    form.hidden = true;
+    typingEl.textContent = "";
+    peopleEl.replaceChildren();
+    peopleCount.textContent = "0";
+    peopleStale.hidden = true;
+    document.getElementById("ended-text").textContent = endedMessage(reason);
+    ended_.hidden = false;
+    document.getElementById("login-again").focus();
   }
 
   // A refused upgrade looks like any network failure to a page; the session may have ended
@@ -401,14 +453,8 @@
     } catch (err) {
       return; // the server is unreachable: keep retrying
     }
-    ended = true;
-    cancelReconnect();
-    setStatus("signed out", "ended");
-    input.disabled = true;
-    const link = document.createElement("a");
-    link.href = "/login?next=" + encodeURIComponent(location.pathname);
-    link.textContent = "Log in again";
-    formError.replaceChildren("You are signed out. ", link);
+    lostSocket();
+    endSession("signed out");
   }
 
   function scheduleReconnect() {
@@ -443,9 +489,7 @@
   window.addEventListener("offline", () => {
     // The socket is as good as dead; close it now rather than wait for the heartbeat.
     const socket = ws;
-    ws = null;
-    joined = false;
-    root.dataset.joined = "false";
+    lostSocket();
     cancelReconnect();
     if (socket) socket.close(4000, "browser went offline");
     if (!ended) setStatus("offline", "offline");
@@ -466,7 +510,8 @@
     regroup();
     renderReceipts();
     if (following) toBottom();
-    resendPending();
+    outbox.opened(); // what is still unconfirmed goes out again, in order
+    pump();
     maybeSendRead();
   }
 
@@ -526,29 +571,40 @@
   }
 
   function showError(frame) {
+    // A typing notice is a courtesy: if one is refused, the person has nothing to do about it.
+    if (frame.ref === TYPING_REF) return;
     const entry = frame.ref && pending.get(frame.ref);
     if (!entry) {
       formError.textContent = frame.message;
       return;
     }
+    if (frame.code === "rate_limited" || frame.code === "unavailable") {
+      // Refused for now (a limit, or the server could not store it): this message and every
+      // later one wait, then go out again in order, with the same client_ids. Too fast is
+      // handled without a word; a storage failure is worth showing until the resend.
+      outbox.refused(frame.ref, Math.ceil((frame.retry_after || 1) * 1000), Date.now());
+      if (frame.code === "unavailable") explain(entry.el, frame.message);
+      pump();
+      return;
+    }
+    // The server will never take this one: it stays, marked, and is not resent.
+    outbox.failed(frame.ref);
+    pending.delete(frame.ref);
+    entry.el.classList.remove("pending");
     entry.el.classList.add("failed");
-    let why = entry.el.querySelector(".why");
+    explain(entry.el, frame.message);
+    pump();
+  }
+
+  function explain(el, message) {
+    let why = el.querySelector(".why");
     if (!why) {
       why = document.createElement("p");
       why.className = "why";
       why.setAttribute("role", "alert");
-      entry.el.append(why);
+      el.append(why);
     }
-    why.textContent = frame.message;
-    if (frame.code === "rate_limited" || frame.code === "unavailable") {
-      // Refused for now (a limit, or the server could not store it): the same message, with
-      // the same client_id, once the server says trying again makes sense.
-      setTimeout(() => resendOne(frame.ref), Math.ceil((frame.retry_after || 1) * 1000));
-    } else {
-      // The server will never take this one: it stays, marked, and is not resent.
-      pending.delete(frame.ref);
-      entry.el.classList.remove("pending");
-    }
+    why.textContent = message;
   }
 
   // --- sending ---
@@ -558,17 +614,19 @@
     return String(Date.now()) + Math.random().toString(16).slice(2);
   }
 
-  function resendOne(clientId) {
-    const entry = pending.get(clientId);
-    if (!entry || !joined) return;
-    entry.el.classList.remove("failed");
-    const why = entry.el.querySelector(".why");
-    if (why) why.remove();
-    send({ type: "chat", room, text: entry.text, client_id: clientId });
-  }
-
-  function resendPending() {
-    for (const clientId of pending.keys()) resendOne(clientId);
+  // Send what the outbox lets go now, in order, and come back when it may let more go.
+  function pump() {
+    clearTimeout(pumpTimer);
+    pumpTimer = null;
+    if (!joined) return;
+    for (const m of outbox.take(Date.now())) {
+      const entry = pending.get(m.id);
+      const why = entry && entry.el.querySelector(".why");
+      if (why) why.remove();
+      send({ type: "chat", room, text: m.text, client_id: m.id });
+    }
+    const wait = outbox.wakeIn(Date.now());
+    if (wait !== null) pumpTimer = setTimeout(pump, wait);
   }
 
   function showCount() {
@@ -601,16 +659,14 @@
     pending.set(clientId, { text, el });
     input.value = "";
     showCount();
-    stopTyping();
+    typingNotifier.sent(); // the message itself ends "typing…" on every reader's page
     // Not joined (reconnecting, offline): it stays pending and goes out after the re-join.
-    if (joined) send({ type: "chat", room, text, client_id: clientId });
+    outbox.add(clientId, text);
+    pump();
   }
 
-  function stopTyping() {
-    if (typingActive) {
-      typingActive = false;
-      send({ type: "typing", room, typing: false });
-    }
+  function sendTyping(on) {
+    if (on !== null && joined) send({ type: "typing", room, typing: on, ref: TYPING_REF });
   }
 
   form.addEventListener("submit", (event) => {
@@ -627,18 +683,19 @@
 
   input.addEventListener("input", () => {
     showCount();
-    if (!joined) return;
-    const now = Date.now();
-    if (!input.value) {
-      stopTyping();
-    } else if (!typingActive || now - typingSentAt > TYPING_INTERVAL) {
-      typingActive = true;
-      typingSentAt = now;
-      send({ type: "typing", room, typing: true });
-    }
+    typingChanged();
   });
 
-  input.addEventListener("blur", stopTyping);
+  let typingTimer = null;
+  function typingChanged() {
+    clearTimeout(typingTimer);
+    if (!joined || ended) return;
+    sendTyping(typingNotifier.input(input.value !== "", Date.now()));
+    const wait = typingNotifier.retryIn(Date.now());
+    if (wait !== null) typingTimer = setTimeout(typingChanged, wait);
+  }
+
+  input.addEventListener("blur", () => sendTyping(typingNotifier.stop(Date.now())));
 
   list.addEventListener("scroll", () => {
     if (atBottom()) {
@@ -646,6 +703,19 @@
       jump.hidden = true;
       maybeSendRead();
     }
+  });
+
+  // Up and down move through the messages (each shows its time when focused).
+  list.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
+    const msgs = [...list.querySelectorAll(":scope > .msg")];
+    if (msgs.length === 0) return;
+    const at = msgs.indexOf(document.activeElement);
+    let next;
+    if (at < 0) next = msgs.length - 1;
+    else next = Math.min(msgs.length - 1, Math.max(0, at + (event.key === "ArrowUp" ? -1 : 1)));
+    event.preventDefault();
+    msgs[next].focus();
   });
 
   jump.addEventListener("click", () => {

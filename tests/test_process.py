@@ -175,3 +175,19 @@ async def test_serve_restart_and_graceful_shutdown(server: Server) -> None:
             body = await page.text()
         assert ">kept</" in body  # rendered on the server, before any JavaScript
         assert server.stop(signal.SIGINT) == 0
+
+
+def test_a_taken_port_is_one_line_naming_chat_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(chat_env(tmp_path / "var", port), "serve")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out
+    assert "serving on" not in out  # said only once the socket is bound
+    assert result.stderr.strip().splitlines() == [
+        f"chat: port {port} on 127.0.0.1 is already in use; stop what uses it or pick another "
+        f"port with CHAT_PORT (e.g. CHAT_PORT={port + 1} make run)"
+    ]
