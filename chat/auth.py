@@ -40,6 +40,7 @@ USER_ID = "uid"
 SESSION_ID = "sid"
 VERSION = "ver"
 CSRF = "csrf"
+WELCOME = "welcome"  # set at registration; the rooms page shows its welcome once
 CSRF_FIELD = "csrf_token"
 _USER_CACHE = web.RequestKey("chat.user", object)
 _BANNED = web.RequestKey("chat.banned", bool)
@@ -169,9 +170,16 @@ async def _too_many(
     return response
 
 
+async def _first_run(request: web.Request) -> bool:
+    """No account yet: the one registered now is the administrator, and the page says so."""
+    return not await request.app[STORE].has_users()
+
+
 @routes.get("/register", name="register")
 async def register_page(request: web.Request) -> web.Response:
-    return await render(request, "register.html", {"username": ""})
+    return await render(
+        request, "register.html", {"username": "", "first_run": await _first_run(request)}
+    )
 
 
 @routes.post("/register")
@@ -180,7 +188,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     confirm = str(form.get("confirm", ""))
-    ctx: dict[str, Any] = {"username": username}
+    ctx: dict[str, Any] = {"username": username, "first_run": await _first_run(request)}
     limits = request.app[LIMITS]
     wait = limits.register_by_ip.retry_after(request.remote)
     if wait:
@@ -203,7 +211,8 @@ async def register(request: web.Request) -> web.StreamResponse:
         log.warning("first account %r registered: it is the administrator", user.username)
     else:
         log.info("account %r registered", user.username)
-    await _start_session(request, user)
+    # The rooms page then says once who the administrator is (chat.views.rooms_page).
+    (await _start_session(request, user))[WELCOME] = True
     raise web.HTTPFound("/")
 
 

@@ -421,6 +421,22 @@ class Store:
             ).all()
         return [_user(r) for r in rows]
 
+    async def has_users(self) -> bool:
+        """Whether any account exists (none: the first run, which creates the admin)."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(users.c.id).limit(1))).first() is not None
+
+    async def admin_names(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(users.c.username)
+                    .where(users.c.is_admin == True)  # noqa: E712
+                    .order_by(users.c.username)
+                )
+            ).all()
+        return [r.username for r in rows]
+
     # --- rooms ---
 
     async def ensure_default_rooms(self) -> None:

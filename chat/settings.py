@@ -28,6 +28,8 @@ class SettingsError(ValueError):
     """A setting has a value the server cannot run with."""
 
 
+MAX_INSTANCE_NAME = 40
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -73,6 +75,8 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     fanout_gap_seconds: float = 0.5
     publish_queue_size: int = 10000
+    # What the pages call this chat: the header, every page title, the first-run page.
+    instance_name: str = "chat"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +142,9 @@ class Settings:
         if log_format not in {"text", "json"}:
             raise SettingsError("LOG_FORMAT: expected text or json")
         tls_cert, tls_key = _tls_files(env)
+        instance_name = " ".join(reader.get("INSTANCE_NAME", str, d.instance_name).split())
+        if not 1 <= len(instance_name) <= MAX_INSTANCE_NAME:
+            raise SettingsError(f"INSTANCE_NAME: expected 1 to {MAX_INSTANCE_NAME} characters")
         metrics_token = env.get("METRICS_TOKEN") or None
         if metrics_token is not None and len(metrics_token) < 16:
             raise SettingsError("METRICS_TOKEN: expected at least 16 characters")
@@ -209,6 +216,7 @@ class Settings:
             publish_queue_size=reader.number(
                 "PUBLISH_QUEUE_SIZE", int, d.publish_queue_size, low=1, high=1_000_000
             ),
+            instance_name=instance_name,
         )
 
     @property

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp_session import get_session
 
 from chat import moderation
-from chat.auth import require_admin, require_user
+from chat.auth import WELCOME, current_user, require_admin, require_user
 from chat.errors import ChatError, NoSuchRoom, NoSuchUser
 from chat.keys import PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
@@ -37,7 +38,14 @@ async def _rooms_context(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/", name="rooms")
 async def rooms_page(request: web.Request) -> web.Response:
-    return await render(request, "rooms.html", await _rooms_context(request))
+    user = await current_user(request)
+    if user is None and not await request.app[STORE].has_users():
+        raise web.HTTPFound("/register")  # the first run: create the administrator
+    ctx = await _rooms_context(request)
+    # Once, right after registering: who the administrator is (or that it is you).
+    if (await get_session(request)).pop(WELCOME, False):
+        ctx["welcome"] = {"admins": await request.app[STORE].admin_names()}
+    return await render(request, "rooms.html", ctx)
 
 
 @routes.post("/rooms")

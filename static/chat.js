@@ -196,8 +196,11 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     }
     const following = atBottom();
     removeEmptyNotice();
-    const wasMine = m.client_id ? dropPending(m.client_id) : false;
-    insertConfirmed(messageElement(m));
+    let wasMine = true;
+    if (!m.client_id || !confirmInPlace(m)) {
+      wasMine = m.client_id ? dropPending(m.client_id) : false;
+      insertConfirmed(messageElement(m));
+    }
     lastSeq = m.seq;
     if (following || wasMine) {
       toBottom();
@@ -209,6 +212,27 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
       unseenWhileHidden += 1;
       updateTitle();
     }
+    return true;
+  }
+
+  // My message came back stored. When it is the oldest one still sending, it is already where
+  // the stored one goes: it becomes that one, so a screen reader does not hear it twice.
+  function confirmInPlace(m) {
+    const entry = pending.get(m.client_id);
+    if (!entry || list.querySelector(":scope > .msg.pending") !== entry.el) return false;
+    pending.delete(m.client_id);
+    outbox.acked(m.client_id);
+    const el = entry.el;
+    el.classList.remove("pending", "failed");
+    el.dataset.seq = String(m.seq);
+    el.dataset.ts = String(m.ts);
+    const time = el.querySelector("time");
+    time.dataset.ts = String(m.ts);
+    time.dateTime = new Date(m.ts).toISOString();
+    localiseTime(time);
+    const why = el.querySelector(".why");
+    if (why) why.remove();
+    pump();
     return true;
   }
 

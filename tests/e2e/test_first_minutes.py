@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from playwright.sync_api import Page, WebSocket, expect
+from playwright.sync_api import Browser, Page, WebSocket, expect
 
 from tests.e2e.conftest import ADMIN, TIMEOUT_MS, PersonFactory
 from tests.e2e.server import ChatServer
 from tests.e2e.test_chat_in_browser import SHOWN, expect_texts, open_room, say
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.e2e
 expect.set_options(timeout=TIMEOUT_MS)
@@ -161,3 +163,122 @@ def test_presence_is_greyed_while_the_server_is_away(
     expect(people).to_have_attribute("data-stale", "false")
     expect(a.locator("#people-stale")).to_be_hidden()
     assert a.evaluate(dot) == online
+
+
+# --- gaps ---
+
+CLOCK = re.compile(r"^(1[0-2]|[1-9]):[0-5]\d\s[AP]M$")  # en-US: "5:03 PM", never "05:03 PM"
+
+
+def test_every_message_shows_its_local_time_on_hover_and_focus(
+    browser: Browser, person: PersonFactory
+) -> None:
+    alice = person("alice")
+    a = open_room(alice)
+    say(a, "first")
+    say(a, "second, same group")
+    expect_texts(a, ["first", "second, same group"])
+    a.reload()  # the server-rendered times too
+    expect(a.locator("#room")).to_have_attribute("data-joined", "true")
+    msgs = a.locator("#messages > .msg")
+    for i in range(2):
+        expect(msgs.nth(i).locator("time")).to_have_text(CLOCK)
+    grouped_time = msgs.nth(1).locator(".meta")
+    expect(msgs.nth(1)).to_have_class(re.compile(r"\bcont\b"))
+    expect(grouped_time).to_have_css("opacity", "0")
+    msgs.nth(1).hover()
+    expect(grouped_time).to_have_css("opacity", "1")
+    a.mouse.move(0, 0)
+    expect(grouped_time).to_have_css("opacity", "0")
+    # From the keyboard: into the list, then arrow keys from the newest message.
+    a.locator("#messages").focus()
+    a.keyboard.press("ArrowUp")
+    expect(msgs.nth(1)).to_be_focused()
+    expect(grouped_time).to_have_css("opacity", "1")
+    a.keyboard.press("ArrowUp")
+    expect(msgs.nth(0)).to_be_focused()
+    title = msgs.nth(0).locator("time").get_attribute("title") or ""
+    assert re.search(r"\d{4}", title), title  # the full date on hover
+    assert alice.console_errors == []
+
+
+def test_screen_readers_hear_every_author_and_new_messages(person: PersonFactory) -> None:
+    alice, bob = person("alice"), person("bob")
+    a, b = open_room(alice), open_room(bob)
+    say(a, "one")
+    say(a, "two")
+    expect_texts(b, ["one", "two"])
+    log = b.get_by_role("log", name="Messages in #general")
+    expect(log).to_have_attribute("aria-live", "polite")
+    # Grouped messages hide the repeated name on screen, not from the accessibility tree.
+    expect(log).to_match_aria_snapshot(
+        "- log:\n  - listitem:\n    - text: alice\n    - paragraph: one\n"
+        "  - listitem:\n    - text: alice\n    - paragraph: two\n",
+    )
+    # Own messages too (on screen they are set apart by side and colour only).
+    mine = a.get_by_role("log", name="Messages in #general")
+    expect(mine).to_match_aria_snapshot(
+        "- log:\n  - listitem:\n    - text: alice\n    - paragraph: one\n"
+        "  - listitem:\n    - text: alice\n    - paragraph: two\n",
+    )
+    # My confirmed message is the element I saw sending: announced once, not twice.
+    say(a, "three")
+    expect_texts(a, ["one", "two", "three"])
+    assert (
+        a.evaluate(
+            """() => new Promise((resolve) => {
+      const list = document.getElementById("messages");
+      let added = 0;
+      new MutationObserver((records) => {
+        for (const r of records) added += [...r.addedNodes].filter((n) => n.classList
+          && n.classList.contains("msg")).length;
+      }).observe(list, { childList: true });
+      const box = document.getElementById("text");
+      box.value = "four";
+      box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+      const done = () => list.querySelector(".msg.pending") ? setTimeout(done, 20)
+        : resolve(added);
+      setTimeout(done, 20);
+    })"""
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize("server_env", [{"INSTANCE_NAME": "Acme Team"}])
+def test_the_first_run_creates_the_administrator(browser: Browser, chat_server: ChatServer) -> None:
+    context = browser.new_context(base_url=chat_server.url)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        page.wait_for_url("**/register")
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Create the administrator account"
+        )
+        expect(page).to_have_title("Register · Acme Team")
+        expect(page.locator(".brand")).to_have_text("Acme Team")
+        register(page, "boss")
+        welcome = page.locator("#welcome")
+        expect(welcome).to_contain_text("You are the administrator of Acme Team")
+        expect(page).to_have_title("Rooms · Acme Team")
+        expect(page.get_by_role("navigation").get_by_role("link", name="Admin")).to_be_visible()
+        page.reload()
+        expect(welcome).to_have_count(0)  # said once
+
+        other = browser.new_context(base_url=chat_server.url).new_page()
+        other.goto("/register")
+        expect(other.get_by_role("heading", level=1)).to_have_text("Create an account")
+        register(other, "newbie")
+        expect(other.locator("#welcome")).to_contain_text("The administrator is boss")
+        expect(other.get_by_role("navigation").get_by_role("link", name="Admin")).to_have_count(0)
+        other.context.close()
+    finally:
+        context.close()
+
+
+def register(page: Page, name: str) -> None:
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password again").fill(PASSWORD)
+    page.get_by_role("button", name="Register").click()
+    page.wait_for_url("**/")
