@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 
 from chat.keys import STORE
@@ -110,3 +111,26 @@ async def test_pages_have_no_inline_scripts_or_styles(client: Client) -> None:
     for path in ["/", "/rooms/general", "/admin", "/login"]:
         body = await (await client.get(path)).text()
         assert "<script>" not in body and "style=" not in body and "<style" not in body
+
+
+async def test_the_first_visitor_creates_the_administrator(anon: Client, bob: Client) -> None:
+    """(bob registered first here, so he is the admin; `anon` then sees the ordinary page.)"""
+    page = await (await bob.get("/")).text()
+    assert "You are the administrator of chat" in page
+    assert "You are the administrator" not in await (await bob.get("/")).text()  # said once
+    register = await (await anon.get("/register")).text()
+    assert "Create an account" in register and "administrator account" not in register
+
+
+async def test_with_no_account_the_front_page_asks_for_the_administrator(anon: Client) -> None:
+    response = await anon.get("/", allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "/register"
+    page = await (await anon.get("/register")).text()
+    assert "<h1>Create the administrator account</h1>" in page
+
+
+@pytest.mark.parametrize("settings_env", [{"INSTANCE_NAME": "Acme <Team>"}])
+async def test_the_instance_name_is_in_the_header_and_titles(client: Client) -> None:
+    page = await (await client.get("/")).text()
+    assert "<title>Rooms · Acme &lt;Team&gt;</title>" in page
+    assert '<a class="brand" href="/">Acme &lt;Team&gt;</a>' in page

@@ -63,3 +63,10 @@ def test_allowed_origins_are_normalised(tmp_path: Path) -> None:
         {"CHAT_VAR_DIR": str(tmp_path), "ALLOWED_ORIGINS": "https://a.example/, http://b:8080"}
     )
     assert s.allowed_origins == frozenset({"https://a.example", "http://b:8080"})
+
+
+def test_the_instance_name_is_trimmed_and_bounded() -> None:
+    assert Settings.from_env({"INSTANCE_NAME": "  Acme   Team "}).instance_name == "Acme Team"
+    assert Settings.from_env({}).instance_name == "chat"
+    with pytest.raises(SettingsError, match="INSTANCE_NAME: expected 1 to 40 characters"):
+        Settings.from_env({"INSTANCE_NAME": "x" * 41})
