@@ -30,6 +30,7 @@ class SettingsError(ValueError):
 
 MAX_INSTANCE_NAME = 40
 
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
