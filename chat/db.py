@@ -674,10 +674,38 @@ class Store:
         ]
         return found, complete, last_seq
 
-    async def delete_message(self, room_name: str, seq: int) -> bool:
-        """Wipe a message's text and hide it from history; False if there is no such message."""
+    async def message_at(self, room_name: str, seq: int) -> Message | None:
+        """One kept message (not deleted), e.g. to show it before an admin deletes it."""
+        async with self.engine.connect() as conn:
+            room_id = await self._room_id(conn, room_name)
+            return await self._message_at(conn, room_name, room_id, seq)
+
+    async def _message_at(
+        self, conn: AsyncConnection, room_name: str, room_id: int, seq: int
+    ) -> Message | None:
+        row = (
+            await conn.execute(
+                select(messages.c.text, messages.c.ts, users.c.username)
+                .join(users, users.c.id == messages.c.user_id)
+                .where(
+                    and_(
+                        messages.c.room_id == room_id,
+                        messages.c.seq == seq,
+                        messages.c.deleted == False,  # noqa: E712
+                    )
+                )
+            )
+        ).first()
+        return None if row is None else Message(room_name, seq, row.username, row.text, row.ts)
+
+    async def delete_message(self, room_name: str, seq: int) -> Message | None:
+        """Wipe a message's text and hide it from history; return it as it was (for the
+        moderation log), or None if there is no such message."""
         async with self._write() as conn:
             room_id = await self._room_id(conn, room_name)
+            before = await self._message_at(conn, room_name, room_id, seq)
+            if before is None:
+                return None
             result = await conn.execute(
                 update(messages)
                 .where(
@@ -689,7 +717,7 @@ class Store:
                 )
                 .values(deleted=True, text="")
             )
-        return bool(result.rowcount)
+        return before if result.rowcount else None
 
     # --- moderation log ---
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 KICK_REASON = "kicked by an admin"
 BAN_REASON = "banned by an admin"
+DETAIL_CHARS = 200  # the moderation log's detail column
 
 
 async def _record(
@@ -84,10 +85,14 @@ async def unban(app: web.Application, actor: User, target: User) -> None:
 async def delete_message(app: web.Application, actor: User, room: str, seq: int) -> None:
     """Hide the message from history and tell every open page of the room to drop it."""
     _require_admin(actor)
-    if not await app[STORE].delete_message(room, seq):
+    message = await app[STORE].delete_message(room, seq)
+    if message is None:
         raise NoSuchMessage(f"There is no message {seq} in #{room}.")
     await app[BROKER].publish(room, protocol.deleted_frame(room, seq))
-    await _record(app, actor, "delete", room=room, seq=seq)
+    # The log keeps what it said (admins only see the log), cut to the log's detail size.
+    said = f"{message.user}: {message.text}"
+    said = said if len(said) <= DETAIL_CHARS else said[: DETAIL_CHARS - 1] + "…"
+    await _record(app, actor, "delete", target=message.user, room=room, seq=seq, detail=said)
 
 
 async def invite(app: web.Application, actor: User, room: Room, target: User) -> bool:

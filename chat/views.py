@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -9,7 +10,7 @@ from aiohttp_session import get_session
 
 from chat import moderation
 from chat.auth import WELCOME, current_user, require_admin, require_user
-from chat.errors import ChatError, NoSuchRoom, NoSuchUser
+from chat.errors import ChatError, NoSuchMessage, NoSuchRoom, NoSuchUser
 from chat.keys import PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
 from chat.presence import by_user
@@ -17,6 +18,7 @@ from chat.render import render
 from chat.settings import Settings
 
 routes = web.RouteTableDef()
+ROOM_PATH_RE = re.compile(r"/rooms/[a-z0-9_-]{1,32}")
 
 
 async def _rooms_context(request: web.Request) -> dict[str, Any]:
@@ -203,4 +205,51 @@ async def moderate(request: web.Request) -> web.StreamResponse:
         ctx = await _admin_context(request)
         ctx["error"] = exc.message
         return await render(request, "admin.html", ctx, status=exc.status)
-    raise web.HTTPFound("/admin#moderation")
+    raise web.HTTPFound(_back_to(form.get("next")))
+
+
+@routes.get("/admin/confirm", name="confirm")
+async def confirm_page(request: web.Request) -> web.Response:
+    """Kick, ban and delete are asked twice: this page names what will happen (and shows the
+    message to delete) above the one button that does it. Works without JavaScript."""
+    await require_admin(request)
+    query = request.query
+    store = request.app[STORE]
+    action = query.get("action", "")
+    ctx: dict[str, Any] = {
+        "action": action,
+        "next": _back_to(query.get("next")),
+        "reason": query.get("reason", "").strip()[:80],
+    }
+    try:
+        if action in {"kick", "ban"}:
+            username = query.get("username", "").strip()
+            target = await store.user_by_name(username) if username else None
+            if target is None:
+                raise NoSuchUser(f"There is no user named {username!r}.")
+            ctx["username"] = target.username
+        elif action == "delete":
+            room = query.get("room", "").strip().lstrip("#").lower()
+            seq_text = query.get("seq", "").strip()
+            if not seq_text.isdigit():
+                raise ChatError("The message number must be a whole number.")
+            if await store.room_by_name(room) is None:
+                raise NoSuchRoom(f"There is no room named {room!r}.")
+            message = await store.message_at(room, int(seq_text))
+            if message is None:
+                raise NoSuchMessage(f"There is no message {seq_text} in #{room}.")
+            ctx["message"] = message
+        else:
+            raise ChatError("Unknown moderation action.")
+    except ChatError as exc:
+        ctx = await _admin_context(request)
+        ctx["error"] = exc.message
+        return await render(request, "admin.html", ctx, status=exc.status)
+    return await render(request, "confirm.html", ctx)
+
+
+def _back_to(value: object) -> str:
+    """Where a moderation form returns: the room it came from, or the admin page."""
+    if isinstance(value, str) and ROOM_PATH_RE.fullmatch(value):
+        return value
+    return "/admin#moderation"

@@ -20,6 +20,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
 
   const room = root.dataset.room;
   const me = root.dataset.me;
+  const isAdmin = root.dataset.admin === "true";
   const maxText = Number(root.dataset.maxText) || 4000;
   const list = document.getElementById("messages");
   const jump = document.getElementById("jump");
@@ -140,7 +141,27 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     text.className = "text";
     text.textContent = m.text;
     li.append(meta, text);
+    addMenu(li);
     return li;
+  }
+
+  // Admins get a menu on each stored message, with "Delete…" (confirmed on its own page).
+  function addMenu(li) {
+    if (!isAdmin || !li.dataset.seq || li.querySelector(".msg-menu")) return;
+    const menu = document.createElement("details");
+    menu.className = "msg-menu";
+    const summary = document.createElement("summary");
+    summary.textContent = "⋯";
+    summary.setAttribute("aria-label", "Message actions");
+    const del = document.createElement("a");
+    del.className = "danger";
+    const query = new URLSearchParams({
+      action: "delete", room, seq: li.dataset.seq, next: location.pathname,
+    });
+    del.href = "/admin/confirm?" + query.toString();
+    del.textContent = "Delete…";
+    menu.append(summary, del);
+    li.querySelector(".meta").append(menu);
   }
 
   function atBottom() {
@@ -232,6 +253,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     localiseTime(time);
     const why = el.querySelector(".why");
     if (why) why.remove();
+    addMenu(el);
     pump();
     return true;
   }
@@ -759,6 +781,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   // --- start ---
 
   for (const t of list.querySelectorAll("time[data-ts]")) localiseTime(t);
+  for (const li of list.querySelectorAll(":scope > .msg")) addMenu(li);
   regroup();
   drawUnreadLine();
   const line = document.getElementById("unread-line");

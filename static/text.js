@@ -8,6 +8,16 @@ export function formatTime(ms, format = timeFormat) {
   return format.format(new Date(ms));
 }
 
+const dayFormat = new Intl.DateTimeFormat(undefined, {
+  month: "short", day: "numeric", hour: "numeric", minute: "2-digit",
+});
+
+// The time alone today, with the day otherwise ("Nov 29, 5:03 PM"): one format for lists.
+export function formatWhen(ms, now = Date.now(), formats = [timeFormat, dayFormat]) {
+  const sameDay = new Date(ms).toDateString() === new Date(now).toDateString();
+  return (sameDay ? formats[0] : formats[1]).format(new Date(ms));
+}
+
 // The whole date and time, for a tooltip.
 export function formatFull(ms, format = fullFormat) {
   return format.format(new Date(ms));

@@ -121,7 +121,8 @@ def test_a_kicked_tab_says_so_and_offers_to_log_in_again(person: PersonFactory) 
     root.page.goto("/admin")
     root.page.locator("#mod-username").fill("alice")
     root.page.locator("#mod-reason").fill("cool off")
-    root.page.locator("#moderate-user").get_by_role("button", name="Kick").click()
+    root.page.locator("#moderate-user").get_by_role("button", name="Kick…").click()
+    root.page.get_by_role("button", name="Kick alice").click()
     ended(a, "An administrator removed you from the chat. Reason: cool off")
     a.wait_for_timeout(1500)  # a reconnect would come within a second; it must not
     expect(a.locator("#status")).to_have_attribute("data-state", "ended")
@@ -203,6 +204,7 @@ def test_every_message_shows_its_local_time_on_hover_and_focus(
 
 
 def test_screen_readers_hear_every_author_and_new_messages(person: PersonFactory) -> None:
+    person("founder")  # the first account is the admin: alice and bob get no admin menus
     alice, bob = person("alice"), person("bob")
     a, b = open_room(alice), open_room(bob)
     say(a, "one")
@@ -282,3 +284,53 @@ def register(page: Page, name: str) -> None:
     page.get_by_label("Password again").fill(PASSWORD)
     page.get_by_role("button", name="Register").click()
     page.wait_for_url("**/")
+
+
+def test_moderation_from_where_the_trouble_is(person: PersonFactory) -> None:
+    root = person(ADMIN, login=True)
+    alice, bob = person("alice"), person("bob")
+    a, b = open_room(alice), open_room(bob)
+    say(a, "buy cheap pills <here>")
+    say(b, "hello all")
+    expect_texts(b, ["buy cheap pills <here>", "hello all"])
+    expect(b.locator(".msg-menu")).to_have_count(0)  # no menus for members
+
+    # The admin deletes it from the room itself, after seeing it once more.
+    page = open_room(root)
+    spam = page.locator("#messages > .msg").first
+    spam.hover()
+    spam.get_by_label("Message actions").click()
+    spam.get_by_role("link", name="Delete…").click()
+    expect(page.get_by_role("heading", name="Delete this message?")).to_be_visible()
+    expect(page.locator("#quoted .text")).to_have_text("buy cheap pills <here>")
+    delete = page.get_by_role("button", name="Delete message")
+    expect(delete).to_have_class("danger")
+    delete.click()
+    page.wait_for_url("**/rooms/general")
+    for p in (a, b, page):
+        expect_texts(p, ["hello all"])
+
+    # Kick from the row of the online table, confirmed.
+    page.goto("/admin")
+    row = page.locator('#online tr[data-user="bob"]')
+    row.get_by_role("link", name="Kick").click()
+    expect(page.get_by_role("heading", name="Kick bob?")).to_be_visible()
+    page.get_by_role("link", name="Cancel").click()  # thought better of it: nothing happens
+    page.wait_for_url("**/admin#moderation")
+    expect(b.locator("#status")).to_have_attribute("data-state", "connected")
+    page.locator('#online tr[data-user="bob"]').get_by_role("link", name="Kick").click()
+    page.get_by_label("Reason").fill("calm down")
+    page.get_by_role("button", name="Kick bob").click()
+    expect(b.locator("#ended-text")).to_have_text(
+        "An administrator removed you from the chat. Reason: calm down"
+    )
+
+    # The log says what the deleted message said, and every time is written one way.
+    log = page.locator("#moderation-log tbody tr")
+    expect(log).to_have_count(2)
+    expect(log.nth(0).locator(".action")).to_have_text("kick")
+    expect(log.nth(1).locator(".action")).to_have_text("delete")
+    expect(log.nth(1).locator(".detail")).to_have_text("alice: buy cheap pills <here>")
+    for t in page.locator("main time").all():
+        expect(t).to_have_text(CLOCK)
+    assert root.console_errors == [] and root.dialogs == []

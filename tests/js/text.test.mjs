@@ -23,3 +23,17 @@ test("an ended session says what happened", () => {
   assert.equal(endedMessage("password changed: log in again"), "Your password was changed.");
   assert.equal(endedMessage(""), "Your session ended.");
 });
+
+test("lists write today's times alone and other days with their date", async () => {
+  const { formatWhen } = await import("../../static/text.js");
+  const opts = { hour: "numeric", minute: "2-digit", timeZone: "UTC" };
+  const time = new Intl.DateTimeFormat("en-US", opts);
+  const day = new Intl.DateTimeFormat("en-US", { ...opts, month: "short", day: "numeric" });
+  const now = Date.UTC(2026, 10, 29, 18, 0);
+  const norm = (s) => s.replace(/\s/g, " ");
+  assert.equal(norm(formatWhen(Date.UTC(2026, 10, 29, 17, 3), now, [time, day])), "5:03 PM");
+  assert.equal(
+    norm(formatWhen(Date.UTC(2026, 10, 27, 9, 5), now, [time, day])),
+    "Nov 27, 9:05 AM",
+  );
+});
