@@ -1,4 +1,4 @@
-"""`python -m chat`: serve (the default), migrate, create-user."""
+"""`python -m chat`: serve (the default), migrate, create-user, reset-password."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
-from chat import gctune, logs, tls
+from chat import gctune, logs, resets, tls
 from chat.app import create_app
 from chat.db import Store
 from chat.errors import ChatError
@@ -40,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    reset = commands.add_parser(
+        "reset-password",
+        help="give an account a temporary password (changed at its next login); ends its sessions",
+    )
+    reset.add_argument("username")
     args = parser.parse_args(argv)
 
     try:
@@ -60,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "create-user":
         return asyncio.run(_create_user(settings, args.username, args.admin, args.password_stdin))
+    if args.command == "reset-password":
+        return asyncio.run(_reset_password(settings, args.username))
     return _serve(settings, getattr(args, "workers", 1), ssl_context)
 
 
@@ -187,6 +194,25 @@ async def _create_user(settings: Settings, username: str, admin: bool, from_stdi
             return 1
         role = "admin" if user.is_admin else "user"
         print(f"chat: created {role} {user.username!r}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _reset_password(settings: Settings, username: str) -> int:
+    store = await Store.open(settings.database_url, history_limit=settings.history_limit)
+    try:
+        user = await store.user_by_name(username)
+        if user is None:
+            print(f"chat: there is no user named {username!r}", file=sys.stderr)
+            return 1
+        hasher = PasswordHasher(
+            time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
+        )
+        password = await resets.reset_password(store, hasher, user)
+        await store.log_moderation("(shell)", "reset-password", target=user.username)
+        print(f"chat: temporary password for {user.username!r}: {password}")
+        print(f"chat: {user.username!r} must change it at the next login; their sessions ended")
         return 0
     finally:
         await store.close()

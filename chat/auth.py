@@ -40,6 +40,7 @@ USER_ID = "uid"
 SESSION_ID = "sid"
 VERSION = "ver"
 CSRF = "csrf"
+MAY_KEEP_TEMPORARY_PASSWORD = frozenset({"/account", "/account/password"})
 WELCOME = "welcome"  # set at registration; the rooms page shows its welcome once
 CSRF_FIELD = "csrf_token"
 _USER_CACHE = web.RequestKey("chat.user", object)
@@ -76,6 +77,9 @@ async def require_user(request: web.Request) -> User:
     user = await current_user(request)
     if user is None:
         raise web.HTTPFound(f"/login?next={request.rel_url.path_qs}")
+    if user.must_change_password and request.path not in MAY_KEEP_TEMPORARY_PASSWORD:
+        # An administrator reset it: the temporary password is for choosing a new one only.
+        raise web.HTTPFound("/account")
     return user
 
 
@@ -264,7 +268,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         ctx["error"] = "This account is banned. Ask an administrator."
         return await render(request, "login.html", ctx, status=403)
     if passwords.needs_rehash(user.password_hash):
-        await store.set_password_hash(user.id, await passwords.hash(password))
+        await store.set_password_hash(
+            user.id, await passwords.hash(password), temporary=user.must_change_password
+        )
     await _start_session(request, user)
     raise web.HTTPFound(ctx["next"])
 

@@ -67,6 +67,8 @@ users = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("session_version", Integer, nullable=False, default=0, server_default="0"),
     Column("banned", Boolean, nullable=False, default=False, server_default=false()),
+    # Set by an administrator's password reset: the temporary password must be replaced.
+    Column("must_change_password", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 rooms = Table(
@@ -257,6 +259,7 @@ def _user(row: Any) -> User:
         created_at=row.created_at,
         session_version=int(row.session_version),
         banned=bool(row.banned),
+        must_change_password=bool(row.must_change_password),
     )
 
 
@@ -389,10 +392,16 @@ class Store:
         async with self._write() as conn:
             await conn.execute(update(users).where(users.c.id == user_id).values(is_admin=admin))
 
-    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+    async def set_password_hash(
+        self, user_id: int, password_hash: str, *, temporary: bool = False
+    ) -> None:
+        """A new password; `temporary` (an administrator's reset) must be changed at the next
+        login. Either way, a password set here is the one the user now has."""
         async with self._write() as conn:
             await conn.execute(
-                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+                update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=password_hash, must_change_password=temporary)
             )
 
     async def bump_session_version(self, user_id: int) -> int:

@@ -21,6 +21,8 @@ class User:
     # older number is no longer honoured.
     session_version: int = 0
     banned: bool = False
+    # An administrator reset the password: every page asks for a new one first.
+    must_change_password: bool = False
 
 
 @dataclass(frozen=True, slots=True)

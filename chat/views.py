@@ -187,12 +187,22 @@ async def moderate(request: web.Request) -> web.StreamResponse:
             if await store.room_by_name(room) is None:
                 raise NoSuchRoom(f"There is no room named {room!r}.")
             await moderation.delete_message(app, admin, room, int(seq_text))
-        elif action in {"kick", "ban", "unban"}:
+        elif action in {"kick", "ban", "unban", "reset-password"}:
             username = str(form.get("username", "")).strip()
             reason = str(form.get("reason", "")).strip()[:80]
             target = await store.user_by_name(username) if username else None
             if target is None:
                 raise NoSuchUser(f"There is no user named {username!r}.")
+            if action == "reset-password":
+                password = await moderation.reset_password(app, admin, target)
+                # Shown once, here, and never stored in the clear: no redirect to lose it.
+                response = await render(
+                    request,
+                    "password_reset.html",
+                    {"username": target.username, "password": password},
+                )
+                response.headers["Cache-Control"] = "no-store"
+                return response
             if action == "kick":
                 await moderation.kick(app, admin, target, reason=reason)
             elif action == "ban":
@@ -222,7 +232,7 @@ async def confirm_page(request: web.Request) -> web.Response:
         "reason": query.get("reason", "").strip()[:80],
     }
     try:
-        if action in {"kick", "ban"}:
+        if action in {"kick", "ban", "reset-password"}:
             username = query.get("username", "").strip()
             target = await store.user_by_name(username) if username else None
             if target is None:

@@ -334,3 +334,31 @@ def test_moderation_from_where_the_trouble_is(person: PersonFactory) -> None:
     for t in page.locator("main time").all():
         expect(t).to_have_text(CLOCK)
     assert root.console_errors == [] and root.dialogs == []
+
+
+def test_a_forgotten_password_is_reset_by_the_admin(person: PersonFactory) -> None:
+    root = person(ADMIN, login=True)
+    bob = person("bob")
+    b = open_room(bob)
+    page = root.page
+    page.goto("/admin")
+    page.locator("#mod-username").fill("bob")
+    page.get_by_role("button", name="Reset password…").click()
+    page.get_by_role("button", name="Reset the password of bob").click()
+    temporary = page.locator("#temporary-password").inner_text()
+    assert len(temporary) >= 12
+    ended(b, "Your password was changed.")  # bob's open tab says so at once
+
+    b.get_by_role("link", name="Log in again").click()
+    b.get_by_label("Username").fill("bob")
+    b.get_by_label("Password").fill(temporary)
+    b.get_by_role("button", name="Log in").click()
+    b.wait_for_url("**/account")  # not the room: a new password first
+    expect(b.locator("#must-change")).to_contain_text("An administrator reset your password")
+    b.get_by_label("Current password").fill(temporary)
+    b.get_by_label("New password", exact=True).fill("bob's own new password")
+    b.get_by_label("New password again").fill("bob's own new password")
+    b.get_by_role("button", name="Change password").click()
+    expect(b.locator("#must-change")).to_have_count(0)
+    open_room(bob)
+    assert bob.console_errors == [] and root.console_errors == []
