@@ -38,7 +38,12 @@ async def rooms_json(request: web.Request) -> web.Response:
     unread = await store.unread_counts(user)
     # Only what this user may see: a private room is listed to its members (and admins).
     rooms = [
-        {"name": r.name, "online": counts.get(r.name, 0), "unread": unread.get(r.name, 0)}
+        {
+            "name": r.name,
+            "online": counts.get(r.name, 0),
+            "unread": unread.get(r.name, 0),
+            "private": r.is_private,
+        }
         for r in await store.list_rooms(user)
     ]
     return _json({"rooms": rooms})

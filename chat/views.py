@@ -84,6 +84,9 @@ async def room_page(request: web.Request) -> web.Response:
     store = request.app[STORE]
     messages, complete, last_seq = await store.history(name, None)
     markers = await store.read_markers(name)
+    if user.username not in markers:
+        # Opened once, even empty: from now on what is said here counts as unread.
+        await store.mark_read(name, user, 0)
     users = sorted(await request.app[PRESENCE].room_users(name))
     return await render(
         request,
@@ -95,6 +98,8 @@ async def room_page(request: web.Request) -> web.Response:
             "last_seq": last_seq,
             "users": users,
             "read_seq": markers.get(user.username, 0),
+            # The rooms sidebar: switching rooms without going back to the list.
+            "rooms": (await _rooms_context(request))["rooms"],
             "max_text_chars": request.app[SETTINGS].max_text_chars,
             # The limits the page keeps to by design (static/outbox.js, static/typing.js).
             "limits": _client_limits(request.app[SETTINGS]),

@@ -793,5 +793,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     toBottom();
   }
   showCount();
+  // A room opened is a room to write in.
+  input.focus({ preventScroll: true });
   connect();
 })();

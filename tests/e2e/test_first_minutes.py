@@ -362,3 +362,46 @@ def test_a_forgotten_password_is_reset_by_the_admin(person: PersonFactory) -> No
     expect(b.locator("#must-change")).to_have_count(0)
     open_room(bob)
     assert bob.console_errors == [] and root.console_errors == []
+
+
+def test_the_room_page_has_the_rooms_at_hand(person: PersonFactory) -> None:
+    alice, bob = person("alice"), person("bob")
+    a = open_room(alice)
+    expect(a.locator("#text")).to_be_focused()  # a room opened is a room to write in
+    expect(a.locator("#room-privacy")).to_have_text("Public")
+    nav = a.get_by_role("navigation", name="Rooms")
+    expect(nav.get_by_role("link", name="#general")).to_have_attribute("aria-current", "page")
+
+    # Bob opens a room and talks in it: alice's sidebar shows it, with its unread count, live.
+    bob.page.locator("#new-room").fill("design")
+    bob.page.get_by_role("button", name="Create").click()
+    b = bob.page
+    expect(b.locator("#room")).to_have_attribute("data-joined", "true")
+    design = a.locator('#room-list li[data-room="design"]')
+    expect(design).to_have_count(1)
+    design.get_by_role("link").click()  # a look (unread counts start with a room's first visit)
+    expect(a.locator("#room")).to_have_attribute("data-joined", "true")
+    a.go_back()
+    expect(a.locator("#room")).to_have_attribute("data-joined", "true")
+    say(b, "mockups are up")
+    expect(design.locator(".unread")).to_have_text("1 unread")
+    expect(a.locator('#room-list li[data-room="general"] .unread')).to_be_hidden()
+
+    design.get_by_role("link").click()
+    a.wait_for_url("**/rooms/design")
+    expect(a.locator("#room")).to_have_attribute("data-joined", "true")
+    expect_texts(a, ["mockups are up"])
+    expect(a.locator("#text")).to_be_focused()
+    expect(a.locator('#room-list li[data-room="design"] .unread')).to_be_hidden()
+
+    # A private room says so in its header, with the way to its members.
+    a.goto("/")
+    a.locator("#new-room").fill("secret")
+    a.get_by_label("private").check()
+    a.get_by_role("button", name="Create").click()
+    expect(a.locator("#room")).to_have_attribute("data-joined", "true")
+    expect(a.locator("#room-privacy")).to_have_text(re.compile(r"Private\s*·\s*members"))
+    a.locator("#room-privacy").get_by_role("link", name="members").click()
+    a.wait_for_url("**/rooms/secret/members")
+    expect(b.locator('#room-list li[data-room="secret"]')).to_have_count(0)  # not to outsiders
+    assert alice.console_errors == [] and bob.console_errors == []
