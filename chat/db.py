@@ -39,6 +39,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy import text as sql_text
@@ -48,7 +49,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from chat.errors import InvalidName, NameTaken, NoSuchRoom
 from chat.fastread import FastReads, read_transaction
-from chat.models import ROOM_NAME_RE, USERNAME_RE, Message, ModerationEntry, Room, User
+from chat.models import (
+    ROOM_NAME_RE,
+    USERNAME_RE,
+    HistoryPage,
+    Message,
+    ModerationEntry,
+    Room,
+    User,
+)
 
 if TYPE_CHECKING:
     from chat.groupcommit import GroupCommit
@@ -682,6 +691,47 @@ class Store:
             if not r.deleted
         ]
         return found, complete, last_seq
+
+    async def history_page(self, room_name: str, before: int | None, limit: int) -> HistoryPage:
+        """Up to `limit` kept messages older than `before` (the newest ones when None), oldest
+        first: what a room page shows, and what it loads as its reader scrolls up."""
+        async with self.engine.connect() as conn:
+            room = (await conn.execute(_ROOM_BY_NAME, {"room": room_name})).first()
+            if room is None:
+                raise NoSuchRoom(f"There is no room named {room_name!r}.")
+            bound = messages.c.seq < before if before is not None else true()
+            rows = (
+                await conn.execute(
+                    select(
+                        messages.c.seq,
+                        messages.c.text,
+                        messages.c.ts,
+                        messages.c.deleted,
+                        users.c.username,
+                    )
+                    .join(users, users.c.id == messages.c.user_id)
+                    .where(and_(messages.c.room_id == room.id, bound))
+                    .order_by(messages.c.seq.desc())
+                    .limit(limit + 1)  # one more: whether older ones are kept
+                )
+            ).all()
+        older = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
+        if rows:
+            oldest = int(rows[0].seq)
+        else:
+            oldest = before if before is not None else last_seq + 1
+        return HistoryPage(
+            messages=[
+                Message(room_name, r.seq, r.username, r.text, r.ts) for r in rows if not r.deleted
+            ],
+            older=older,
+            # Nothing older is kept, yet the room's first messages are gone: HISTORY_LIMIT.
+            forgotten=not older and oldest > 1,
+            oldest_seq=oldest,
+            last_seq=last_seq,
+        )
 
     async def message_at(self, room_name: str, seq: int) -> Message | None:
         """One kept message (not deleted), e.g. to show it before an admin deletes it."""

@@ -78,6 +78,8 @@ class Settings:
     publish_queue_size: int = 10000
     # What the pages call this chat: the header, every page title, the first-run page.
     instance_name: str = "chat"
+    # Messages a room page renders at once; older kept ones (HISTORY_LIMIT) load on scrolling up.
+    history_page_size: int = 50
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -218,6 +220,9 @@ class Settings:
                 "PUBLISH_QUEUE_SIZE", int, d.publish_queue_size, low=1, high=1_000_000
             ),
             instance_name=instance_name,
+            history_page_size=reader.number(
+                "HISTORY_PAGE_SIZE", int, d.history_page_size, low=10, high=1000
+            ),
         )
 
     @property

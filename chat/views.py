@@ -82,7 +82,8 @@ async def room_page(request: web.Request) -> web.Response:
     room = await visible_room(request, user)
     name = room.name
     store = request.app[STORE]
-    messages, complete, last_seq = await store.history(name, None)
+    # The last page only; older kept messages load as the reader scrolls up (history.json).
+    page = await store.history_page(name, None, request.app[SETTINGS].history_page_size)
     markers = await store.read_markers(name)
     if user.username not in markers:
         # Opened once, even empty: from now on what is said here counts as unread.
@@ -93,9 +94,9 @@ async def room_page(request: web.Request) -> web.Response:
         "room.html",
         {
             "room": room,
-            "messages": messages,
-            "complete": complete,
-            "last_seq": last_seq,
+            "messages": page.messages,
+            "page": page,
+            "last_seq": page.last_seq,
             "users": users,
             "read_seq": markers.get(user.username, 0),
             # The rooms sidebar: switching rooms without going back to the list.

@@ -405,3 +405,36 @@ def test_the_room_page_has_the_rooms_at_hand(person: PersonFactory) -> None:
     a.wait_for_url("**/rooms/secret/members")
     expect(b.locator('#room-list li[data-room="secret"]')).to_have_count(0)  # not to outsiders
     assert alice.console_errors == [] and bob.console_errors == []
+
+
+@pytest.mark.parametrize(
+    "server_env",
+    [{"HISTORY_LIMIT": "120", "CHAT_BURST": "500", "CHAT_RATE_PER_SECOND": "500"}],
+)
+def test_a_long_history_loads_a_page_at_a_time_going_up(person: PersonFactory) -> None:
+    alice, bob = person("alice"), person("bob")
+    a = open_room(alice)
+    lines = [f"m{i}" for i in range(1, 131)]  # 130 said, the last 120 kept
+    a.evaluate(SEND_ALL, lines)
+    expect_texts(a, lines)
+
+    b = open_room(bob)
+    shown = b.locator(SHOWN)
+    expect(shown).to_have_count(50)  # the last page (HISTORY_PAGE_SIZE), not all 120
+    expect(shown.first).to_have_text("m81")
+    messages = b.locator("#messages")
+    messages.evaluate("el => { el.scrollTop = 0; }")
+    expect(shown).to_have_count(100)
+    expect(shown.first).to_have_text("m31")
+    # What the reader was looking at stays put while the page above it fills in.
+    assert messages.evaluate("el => el.scrollTop") > 0
+    messages.evaluate("el => { el.scrollTop = 0; }")
+    expect(b.locator(SHOWN)).to_have_text(lines[10:])
+    expect(b.locator("#messages > .notice.forgotten")).to_have_text(
+        "Earlier messages are not kept."
+    )
+    expect(b.locator("#older")).to_have_count(0)
+    # Live messages still arrive at the bottom.
+    say(a, "and now")
+    expect(b.locator(SHOWN).last).to_have_text("and now")
+    assert bob.console_errors == []
