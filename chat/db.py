@@ -718,10 +718,9 @@ class Store:
         older = len(rows) > limit
         rows = list(reversed(rows[:limit]))
         last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
-        if rows:
-            oldest = int(rows[0].seq)
-        else:
-            oldest = before if before is not None else last_seq + 1
+        # Where the next older page ends: this page's first row, else where this one began.
+        start = before if before is not None else last_seq + 1
+        oldest = int(rows[0].seq) if rows else start
         return HistoryPage(
             messages=[
                 Message(room_name, r.seq, r.username, r.text, r.ts) for r in rows if not r.deleted
