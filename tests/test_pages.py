@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from aiohttp import web
 
@@ -161,3 +163,15 @@ async def test_a_long_history_is_served_a_page_at_a_time(
     assert (await client.get("/rooms/general/history.json?before=x")).status == 400
     await post_form(client, "/rooms", {"name": "hidden", "private": "1"}, page="/")
     assert (await bob.get("/rooms/hidden/history.json?before=5")).status == 404
+
+
+async def test_scripts_load_as_modules_and_imports_are_never_stale(client: Client) -> None:
+    page = await (await client.get("/rooms/general")).text()
+    match = re.search(r'<script type="module" src="(/static/chat\.js\?v=[^"]+)"></script>', page)
+    assert match, "chat.js is a module with a versioned URL"
+    versioned = await client.get(match.group(1))
+    assert versioned.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    for module in ("outbox.js", "typing.js", "bucket.js", "text.js"):  # imported by bare URL
+        response = await client.get(f"/static/{module}")
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-cache"
+        assert "javascript" in response.headers["Content-Type"]
