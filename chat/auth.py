@@ -46,6 +46,8 @@ USER_ID = "uid"
 SESSION_ID = "sid"
 VERSION = "ver"
 CSRF = "csrf"
+MAY_KEEP_TEMPORARY_PASSWORD = frozenset({"/account", "/account/password"})
+WELCOME = "welcome"  # set at registration; the rooms page shows its welcome once
 CSRF_FIELD = "csrf_token"
 _USER_CACHE = web.RequestKey("chat.user", object)
 _BANNED = web.RequestKey("chat.banned", bool)
@@ -86,6 +88,9 @@ async def require_user(request: web.Request) -> User:
     user = await current_user(request)
     if user is None:
         raise web.HTTPFound(URL("/login").with_query(next=request.rel_url.path_qs))
+    if user.must_change_password and request.path not in MAY_KEEP_TEMPORARY_PASSWORD:
+        # An administrator reset it: the temporary password is for choosing a new one only.
+        raise web.HTTPFound("/account")
     return user
 
 
@@ -226,9 +231,16 @@ def login_keys(request: web.Request, username: str) -> tuple[str | None, str]:
     return request.remote, username.lower()
 
 
+async def _first_run(request: web.Request) -> bool:
+    """No account yet: the one registered now is the administrator, and the page says so."""
+    return not await request.app[STORE].has_users()
+
+
 @routes.get("/register", name="register")
 async def register_page(request: web.Request) -> web.Response:
-    return await render(request, "register.html", {"username": ""})
+    return await render(
+        request, "register.html", {"username": "", "first_run": await _first_run(request)}
+    )
 
 
 @routes.post("/register")
@@ -237,7 +249,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     confirm = str(form.get("confirm", ""))
-    ctx: dict[str, Any] = {"username": username}
+    ctx: dict[str, Any] = {"username": username, "first_run": await _first_run(request)}
     # Every attempt counts, failed ones too: each may cost a hash, and a failure is as cheap
     # to send as a success.
     wait = request.app[LIMITS].register_by_ip.take(request.remote)
@@ -265,7 +277,8 @@ async def register(request: web.Request) -> web.StreamResponse:
         log.warning("first account %r registered: it is the administrator", user.username)
     else:
         log.info("account %r registered", user.username)
-    await _start_session(request, user)
+    # The rooms page then says once who the administrator is (chat.views.rooms_page).
+    (await _start_session(request, user))[WELCOME] = True
     raise web.HTTPFound("/")
 
 
@@ -322,7 +335,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     if passwords.needs_rehash(user.password_hash):
         # When hashing is busy the stronger hash can wait for the next login.
         with contextlib.suppress(Unavailable):
-            await store.set_password_hash(user.id, await passwords.hash(password))
+            await store.set_password_hash(
+                user.id, await passwords.hash(password), temporary=user.must_change_password
+            )
     await _start_session(request, user)
     raise web.HTTPFound(ctx["next"])
 

@@ -42,6 +42,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -56,6 +57,7 @@ from chat.models import (
     ROOM_NAME_RE,
     USERNAME_RE,
     USERNAME_RULE,
+    HistoryPage,
     Message,
     ModerationEntry,
     Room,
@@ -79,6 +81,8 @@ users = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("session_version", Integer, nullable=False, default=0, server_default="0"),
     Column("banned", Boolean, nullable=False, default=False, server_default=false()),
+    # Set by an administrator's password reset: the temporary password must be replaced.
+    Column("must_change_password", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 rooms = Table(
@@ -341,6 +345,7 @@ def _user(row: Any) -> User:
         created_at=row.created_at,
         session_version=int(row.session_version),
         banned=bool(row.banned),
+        must_change_password=bool(row.must_change_password),
     )
 
 
@@ -487,10 +492,16 @@ class Store:
         async with self._write() as conn:
             await conn.execute(update(users).where(users.c.id == user_id).values(is_admin=admin))
 
-    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+    async def set_password_hash(
+        self, user_id: int, password_hash: str, *, temporary: bool = False
+    ) -> None:
+        """A new password; `temporary` (an administrator's reset) must be changed at the next
+        login. Either way, a password set here is the one the user now has."""
         async with self._write() as conn:
             await conn.execute(
-                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+                update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=password_hash, must_change_password=temporary)
             )
 
     async def bump_session_version(self, user_id: int) -> int:
@@ -518,6 +529,22 @@ class Store:
                 )
             ).all()
         return [_user(r) for r in rows]
+
+    async def has_users(self) -> bool:
+        """Whether any account exists (none: the first run, which creates the admin)."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(users.c.id).limit(1))).first() is not None
+
+    async def admin_names(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(users.c.username)
+                    .where(users.c.is_admin == True)  # noqa: E712
+                    .order_by(users.c.username)
+                )
+            ).all()
+        return [r.username for r in rows]
 
     # --- rooms ---
 
@@ -824,10 +851,78 @@ class Store:
         ]
         return found, complete, last_seq
 
-    async def delete_message(self, room_name: str, seq: int) -> bool:
-        """Wipe a message's text and hide it from history; False if there is no such message."""
+    async def history_page(self, room_name: str, before: int | None, limit: int) -> HistoryPage:
+        """Up to `limit` kept messages older than `before` (the newest ones when None), oldest
+        first: what a room page shows, and what it loads as its reader scrolls up."""
+        async with self.engine.connect() as conn:
+            room = (await conn.execute(_ROOM_BY_NAME, {"room": room_name})).first()
+            if room is None:
+                raise NoSuchRoom(f"There is no room named {room_name!r}.")
+            bound = messages.c.seq < before if before is not None else true()
+            rows = (
+                await conn.execute(
+                    select(
+                        messages.c.seq,
+                        messages.c.text,
+                        messages.c.ts,
+                        messages.c.deleted,
+                        users.c.username,
+                    )
+                    .join(users, users.c.id == messages.c.user_id)
+                    .where(and_(messages.c.room_id == room.id, bound))
+                    .order_by(messages.c.seq.desc())
+                    .limit(limit + 1)  # one more: whether older ones are kept
+                )
+            ).all()
+        older = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
+        # Where the next older page ends: this page's first row, else where this one began.
+        start = before if before is not None else last_seq + 1
+        oldest = int(rows[0].seq) if rows else start
+        return HistoryPage(
+            messages=[
+                Message(room_name, r.seq, r.username, r.text, r.ts) for r in rows if not r.deleted
+            ],
+            older=older,
+            # Nothing older is kept, yet the room's first messages are gone: HISTORY_LIMIT.
+            forgotten=not older and oldest > 1,
+            oldest_seq=oldest,
+            last_seq=last_seq,
+        )
+
+    async def message_at(self, room_name: str, seq: int) -> Message | None:
+        """One kept message (not deleted), e.g. to show it before an admin deletes it."""
+        async with self.engine.connect() as conn:
+            room_id = await self._room_id(conn, room_name)
+            return await self._message_at(conn, room_name, room_id, seq)
+
+    async def _message_at(
+        self, conn: AsyncConnection, room_name: str, room_id: int, seq: int
+    ) -> Message | None:
+        row = (
+            await conn.execute(
+                select(messages.c.text, messages.c.ts, users.c.username)
+                .join(users, users.c.id == messages.c.user_id)
+                .where(
+                    and_(
+                        messages.c.room_id == room_id,
+                        messages.c.seq == seq,
+                        messages.c.deleted == False,  # noqa: E712
+                    )
+                )
+            )
+        ).first()
+        return None if row is None else Message(room_name, seq, row.username, row.text, row.ts)
+
+    async def delete_message(self, room_name: str, seq: int) -> Message | None:
+        """Wipe a message's text and hide it from history; return it as it was (for the
+        moderation log), or None if there is no such message."""
         async with self._write() as conn:
             room_id = await self._room_id(conn, room_name)
+            before = await self._message_at(conn, room_name, room_id, seq)
+            if before is None:
+                return None
             result = await conn.execute(
                 update(messages)
                 .where(
@@ -839,7 +934,7 @@ class Store:
                 )
                 .values(deleted=True, text="")
             )
-        return bool(result.rowcount)
+        return before if result.rowcount else None
 
     # --- moderation log ---
 

@@ -8,6 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from chat import auth
+from chat.keys import SETTINGS
 
 
 async def render(
@@ -17,6 +18,7 @@ async def render(
         "current_user": await auth.current_user(request),
         "csrf_token": await auth.csrf_token(request),
         "csrf_field": auth.CSRF_FIELD,
+        "instance_name": request.app[SETTINGS].instance_name,
         **context,
     }
     return aiohttp_jinja2.render_template(template, request, page, status=status)
