@@ -2,26 +2,46 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Serving needs the package and uvloop; testing and linting add their tools on top, once.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed-dev
+# Quiet: setuptools' banner about editable installs of a flat layout (a UserWarning from the
+# build) is advice for packagers, not news for someone installing a server.
+PIP_INSTALL := PYTHONWARNINGS=ignore::UserWarning \
+	$(BIN)/pip install --quiet --disable-pip-version-check --root-user-action=ignore
 WORKERS ?= 1
 
-.PHONY: install run test lint fmt e2e bench bench-quick clean
+.PHONY: install install-dev run test test-js lint fmt e2e bench bench-quick clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PIP_INSTALL) --upgrade pip
+
+$(RUN_STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -e '.[fast]'
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(PIP_INSTALL) -e '.[fast,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# What serving needs (make run); make test and make lint add the test and lint tools.
+install: $(RUN_STAMP)
 
-run: $(STAMP)
+install-dev: $(STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/python -m chat serve --workers $(WORKERS)
 
+# The browser-side modules first (node --test), then pytest, whose summary comes last.
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
 test: $(STAMP)
+	node --test tests/js/*.test.mjs
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$status
+
+test-js:
+	node --test tests/js/*.test.mjs
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e

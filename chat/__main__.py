@@ -1,9 +1,10 @@
-"""`python -m chat`: serve (the default), migrate, create-user."""
+"""`python -m chat`: serve (the default), migrate, create-user, reset-password."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import logging
 import socket
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 
+from chat import resets
 from chat.app import create_app
 from chat.errors import ChatError, MigrationRefused
 from chat.server import gctune, logs, tls
@@ -39,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    reset = commands.add_parser(
+        "reset-password",
+        help="give an account a temporary password (changed at its next login); ends its sessions",
+    )
+    reset.add_argument("username")
     args = parser.parse_args(argv)
 
     try:
@@ -62,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 _create_user(settings, args.username, args.admin, args.password_stdin)
             )
+        if args.command == "reset-password":
+            return asyncio.run(_reset_password(settings, args.username))
         return _serve(settings, getattr(args, "workers", 1), ssl_context)
     except MigrationRefused as exc:
         print(f"chat: cannot upgrade the database: {exc}", file=sys.stderr)
@@ -73,8 +82,12 @@ def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None 
         print(f"chat: --workers: expected 1 to {MAX_WORKERS}, got {workers}", file=sys.stderr)
         return 2
     if workers == 1:
-        _log_serving(settings, settings.port, 1)
-        _run_app(settings, None, ssl_context)
+        # Bound here, before anything says "serving": a taken port is one clear line.
+        sock = _listen(settings)
+        if sock is None:
+            return 1
+        _log_serving(settings, sock.getsockname()[1], 1)
+        _run_app(settings, sock, ssl_context)
         return 0
     if settings.redis_url is None:
         print(
@@ -85,15 +98,31 @@ def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None 
         return 2
     # Migrate once here, before forking, so the workers do not race each other to do it.
     asyncio.run(_migrate(settings, quiet=True))
-    try:
-        sock = listen(settings.host, settings.port)
-    except OSError as exc:
-        print(f"chat: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+    sock = _listen(settings)
+    if sock is None:
         return 1
     _log_serving(settings, sock.getsockname()[1], workers)
     return Supervisor(
         settings, workers, lambda s, child_sock: _run_app(s, child_sock, ssl_context)
     ).run(sock)
+
+
+def _listen(settings: Settings) -> socket.socket | None:
+    """The listening socket, or None after saying in one line why there is none."""
+    try:
+        return listen(settings.host, settings.port)
+    except OSError as exc:
+        where = f"{_host_for_url(settings.host)}:{settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"chat: port {settings.port} on {settings.host} is already in use; "
+                f"stop what uses it or pick another port with CHAT_PORT "
+                f"(e.g. CHAT_PORT={settings.port + 1} make run)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"chat: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return None
 
 
 def _log_serving(settings: Settings, port: int, workers: int) -> None:
@@ -172,6 +201,25 @@ async def _create_user(settings: Settings, username: str, admin: bool, from_stdi
             return 1
         role = "admin" if user.is_admin else "user"
         print(f"chat: created {role} {user.username!r}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _reset_password(settings: Settings, username: str) -> int:
+    store = await Store.open(settings.database_url, history_limit=settings.history_limit)
+    try:
+        user = await store.user_by_name(username)
+        if user is None:
+            print(f"chat: there is no user named {username!r}", file=sys.stderr)
+            return 1
+        hasher = PasswordHasher(
+            time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
+        )
+        password = await resets.reset_password(store, hasher, user)
+        await store.log_moderation("(shell)", "reset-password", target=user.username)
+        print(f"chat: temporary password for {user.username!r}: {password}")
+        print(f"chat: {user.username!r} must change it at the next login; their sessions ended")
         return 0
     finally:
         await store.close()

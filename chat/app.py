@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     # Versioned static URLs: a new chat.js is never served from a stale cache.
     env.globals["static"] = lambda path: app.router["static"].url_for(filename=path)
     app.on_response_prepare.append(security_headers)
+    app.on_response_prepare.append(_static_caching)
 
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(upkeep_ctx)
@@ -98,6 +99,16 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(socket.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app
+
+
+async def _static_caching(request: web.Request, response: web.StreamResponse) -> None:
+    """A versioned URL (`?v=`) never changes; a bare one (chat.js importing ./outbox.js) is
+    checked with the server on every use, so a new release is never mixed with an old module."""
+    if request.path.startswith("/static/") and response.status == 200:
+        if "v" in request.query:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        else:
+            response.headers["Cache-Control"] = "no-cache"
 
 
 def _isotime(ms: int) -> str:

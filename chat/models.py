@@ -25,6 +25,8 @@ class User:
     # older number is no longer honoured.
     session_version: int = 0
     banned: bool = False
+    # An administrator reset the password: every page asks for a new one first.
+    must_change_password: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +82,14 @@ class ModerationEntry:
     room: str | None
     seq: int | None
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a room's kept history, oldest first (see `Store.history_page`)."""
+
+    messages: list[Message]
+    older: bool  # older kept messages exist: the page can load them
+    forgotten: bool  # nothing older is kept, but earlier messages existed (HISTORY_LIMIT)
+    oldest_seq: int  # where the next older page ends (exclusive)
+    last_seq: int

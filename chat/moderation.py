@@ -10,9 +10,10 @@ import logging
 
 from aiohttp import web
 
+from chat import resets
 from chat.errors import Forbidden, NoSuchMessage
 from chat.fanout.broker import CloseSockets
-from chat.keys import BROKER, METRICS, STORE
+from chat.keys import BROKER, METRICS, PASSWORDS, STORE
 from chat.live import protocol
 from chat.models import Room, User
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 KICK_REASON = "kicked by an admin"
 BAN_REASON = "banned by an admin"
+RESET_REASON = "password changed: log in again"
+DETAIL_CHARS = 200  # the moderation log's detail column
 
 
 async def _record(
@@ -86,10 +89,26 @@ async def unban(app: web.Application, actor: User, target: User) -> None:
 async def delete_message(app: web.Application, actor: User, room: str, seq: int) -> None:
     """Hide the message from history and tell every open page of the room to drop it."""
     _require_admin(actor)
-    if not await app[STORE].delete_message(room, seq):
+    message = await app[STORE].delete_message(room, seq)
+    if message is None:
         raise NoSuchMessage(f"There is no message {seq} in #{room}.")
     app[BROKER].publish(room, protocol.deleted_frame(room, seq))
-    await _record(app, actor, "delete", room=room, seq=seq)
+    # The log keeps what it said (admins only see the log), cut to the log's detail size.
+    said = f"{message.user}: {message.text}"
+    said = said if len(said) <= DETAIL_CHARS else said[: DETAIL_CHARS - 1] + "…"
+    await _record(app, actor, "delete", target=message.user, room=room, seq=seq, detail=said)
+
+
+async def reset_password(app: web.Application, actor: User, target: User) -> str:
+    """A temporary password for `target` (shown once to the admin), every session and socket
+    of theirs ended; they choose a new password at the next login."""
+    _require_admin(actor)
+    if target.id == actor.id:
+        raise Forbidden("Change your own password on the Account page.")
+    password = await resets.reset_password(app[STORE], app[PASSWORDS], target)
+    await app[BROKER].control(CloseSockets(RESET_REASON, user_id=target.id))
+    await _record(app, actor, "reset-password", target=target.username)
+    return password
 
 
 async def invite(app: web.Application, actor: User, room: Room, target: User) -> bool:

@@ -30,6 +30,9 @@ class SettingsError(ValueError):
     """A setting has a value the server cannot run with."""
 
 
+MAX_INSTANCE_NAME = 40
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -92,6 +95,10 @@ class Settings:
     # up to this many of the user's latest messages, even after the room's history trimmed it.
     client_id_ttl_seconds: int = 7 * 24 * 3600
     client_id_memory: int = 1000
+    # What the pages call this chat: the header, every page title, the first-run page.
+    instance_name: str = "chat"
+    # Messages a room page renders at once; older kept ones (HISTORY_LIMIT) load on scrolling up.
+    history_page_size: int = 50
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +164,9 @@ class Settings:
         if log_format not in {"text", "json"}:
             raise SettingsError("LOG_FORMAT: expected text or json")
         tls_cert, tls_key = _tls_files(env)
+        instance_name = " ".join(reader.get("INSTANCE_NAME", str, d.instance_name).split())
+        if not 1 <= len(instance_name) <= MAX_INSTANCE_NAME:
+            raise SettingsError(f"INSTANCE_NAME: expected 1 to {MAX_INSTANCE_NAME} characters")
         metrics_token = env.get("METRICS_TOKEN") or None
         if metrics_token is not None and len(metrics_token) < 16:
             raise SettingsError("METRICS_TOKEN: expected at least 16 characters")
@@ -252,6 +262,10 @@ class Settings:
             ),
             client_id_memory=reader.number(
                 "CLIENT_ID_MEMORY", int, d.client_id_memory, low=1, high=1_000_000
+            ),
+            instance_name=instance_name,
+            history_page_size=reader.number(
+                "HISTORY_PAGE_SIZE", int, d.history_page_size, low=10, high=1000
             ),
         )
 

@@ -9,8 +9,12 @@
 //            receipt {user, seq}, deleted {seq}, error {code, message, ref?, retry_after?}
 //   A text frame may carry several JSON documents separated by "\n".
 //   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
-// An ES module (strict by itself): what a `history` frame means is in resume.js.
+// An ES module (strict by itself): what a `history` frame means is in resume.js; what needs no
+// DOM lives in modules of its own, unit-tested with node --test (tests/js/).
 import { planHistory } from "./resume.js";
+import { Outbox } from "./outbox.js";
+import { TypingNotifier } from "./typing.js";
+import { endedMessage, formatFull, formatTime } from "./text.js";
 
 (function () {
   const root = document.getElementById("room");
@@ -18,6 +22,7 @@ import { planHistory } from "./resume.js";
 
   const room = root.dataset.room;
   const me = root.dataset.me;
+  const isAdmin = root.dataset.admin === "true";
   const maxText = Number(root.dataset.maxText) || 4000;
   const list = document.getElementById("messages");
   const jump = document.getElementById("jump");
@@ -26,17 +31,20 @@ import { planHistory } from "./resume.js";
   const typingEl = document.getElementById("typing");
   const peopleEl = document.getElementById("people");
   const peopleCount = document.getElementById("people-count");
+  const peopleBox = document.getElementById("people-box");
+  const peopleStale = document.getElementById("people-stale");
   const form = document.getElementById("composer");
   const input = document.getElementById("text");
   const counter = document.getElementById("composer-count");
   const formError = document.getElementById("composer-error");
+  const ended_ = document.getElementById("ended");
   const baseTitle = document.title;
 
   const GROUP_GAP_MS = 5 * 60 * 1000; // one author's messages within 5 minutes form a group
-  const TYPING_INTERVAL = 3000; // DESIGN.md: send typing at most every 3 s
   const TYPING_EXPIRY = 6000; // ... and a typing state expires after 6 s
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000]; // then every 10 s, with jitter
   const READ_DELAY_MS = 300; // coalesce read markers during a burst
+  const TYPING_REF = "typing"; // the ref of typing notices: their refusals are never shown
 
   let lastSeq = Number(root.dataset.lastSeq) || 0;
   const readSeqAtLoad = Number(root.dataset.readSeq) || 0;
@@ -50,22 +58,25 @@ import { planHistory } from "./resume.js";
   let ended = false; // closed with 1008: do not come back by ourselves
   let unseenWhileHidden = 0;
   let unseenBelow = 0;
-  const pending = new Map(); // client_id -> {text, el}
+  const pending = new Map(); // client_id -> {text, el}: what the page shows as "sending…"
+  // Limits the server enforces (settings), so that the page stays within them by design.
+  const limit = (name, fallback) => Number(root.dataset[name]) || fallback;
+  const outbox = new Outbox({
+    rate: limit("chatRate", 10), burst: limit("chatBurst", 20), now: Date.now(),
+  });
+  const typingNotifier = new TypingNotifier({
+    rate: limit("typingRate", 1), burst: limit("typingBurst", 5), now: Date.now(),
+  });
+  let pumpTimer = null;
   const typers = new Map(); // user -> expiry timer
   const readMarkers = new Map(); // user -> last seq they read
-  let typingSentAt = 0;
-  let typingActive = false;
 
   // --- time and grouping ---
-
-  function formatTime(ms) {
-    return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
 
   function localiseTime(t) {
     const ms = Number(t.dataset.ts);
     t.textContent = formatTime(ms);
-    t.title = new Date(ms).toLocaleString();
+    t.title = formatFull(ms);
   }
 
   function dayKey(ms) {
@@ -114,6 +125,7 @@ import { planHistory } from "./resume.js";
   function messageElement(m) {
     const li = document.createElement("li");
     li.className = "msg" + (m.user === me ? " mine" : "");
+    li.tabIndex = -1; // arrow keys move through the list; focus shows the time
     if (m.seq !== undefined) li.dataset.seq = String(m.seq);
     li.dataset.user = m.user;
     li.dataset.ts = String(m.ts);
@@ -131,7 +143,27 @@ import { planHistory } from "./resume.js";
     text.className = "text";
     text.textContent = m.text;
     li.append(meta, text);
+    addMenu(li);
     return li;
+  }
+
+  // Admins get a menu on each stored message, with "Delete…" (confirmed on its own page).
+  function addMenu(li) {
+    if (!isAdmin || !li.dataset.seq || li.querySelector(".msg-menu")) return;
+    const menu = document.createElement("details");
+    menu.className = "msg-menu";
+    const summary = document.createElement("summary");
+    summary.textContent = "⋯";
+    summary.setAttribute("aria-label", "Message actions");
+    const del = document.createElement("a");
+    del.className = "danger";
+    const query = new URLSearchParams({
+      action: "delete", room, seq: li.dataset.seq, next: location.pathname,
+    });
+    del.href = "/admin/confirm?" + query.toString();
+    del.textContent = "Delete…";
+    menu.append(summary, del);
+    li.querySelector(".meta").append(menu);
   }
 
   function atBottom() {
@@ -170,9 +202,11 @@ import { planHistory } from "./resume.js";
 
   function dropPending(clientId) {
     const entry = pending.get(clientId);
+    outbox.acked(clientId);
     if (!entry) return false;
     pending.delete(clientId);
     entry.el.remove();
+    pump();
     return true;
   }
 
@@ -185,8 +219,11 @@ import { planHistory } from "./resume.js";
     }
     const following = atBottom();
     removeEmptyNotice();
-    const wasMine = m.client_id ? dropPending(m.client_id) : false;
-    insertConfirmed(messageElement(m));
+    let wasMine = true;
+    if (!m.client_id || !confirmInPlace(m)) {
+      wasMine = m.client_id ? dropPending(m.client_id) : false;
+      insertConfirmed(messageElement(m));
+    }
     lastSeq = m.seq;
     if (following || wasMine) {
       toBottom();
@@ -201,8 +238,72 @@ import { planHistory } from "./resume.js";
     return true;
   }
 
+  // My message came back stored. When it is the oldest one still sending, it is already where
+  // the stored one goes: it becomes that one, so a screen reader does not hear it twice.
+  function confirmInPlace(m) {
+    const entry = pending.get(m.client_id);
+    if (!entry || list.querySelector(":scope > .msg.pending") !== entry.el) return false;
+    pending.delete(m.client_id);
+    outbox.acked(m.client_id);
+    const el = entry.el;
+    el.classList.remove("pending", "failed");
+    el.dataset.seq = String(m.seq);
+    el.dataset.ts = String(m.ts);
+    const time = el.querySelector("time");
+    time.dataset.ts = String(m.ts);
+    time.dateTime = new Date(m.ts).toISOString();
+    localiseTime(time);
+    const why = el.querySelector(".why");
+    if (why) why.remove();
+    addMenu(el);
+    pump();
+    return true;
+  }
+
   function updateTitle() {
     document.title = unseenWhileHidden > 0 ? `(${unseenWhileHidden}) ${baseTitle}` : baseTitle;
+  }
+
+  // --- older history, as the reader scrolls up ---
+
+  // The page renders the last page of the kept history (HISTORY_PAGE_SIZE); the rest comes a
+  // page at a time from history.json, above what is shown, without moving what the reader sees.
+  let oldestSeq = Number(root.dataset.oldestSeq) || 0;
+  let loadingOlder = false;
+  const OLDER_MARGIN_PX = 200; // start loading this close to the top
+
+  async function loadOlder() {
+    const marker = document.getElementById("older");
+    if (!marker || loadingOlder) return;
+    loadingOlder = true;
+    marker.setAttribute("aria-busy", "true");
+    try {
+      const url = `/rooms/${encodeURIComponent(room)}/history.json?before=${oldestSeq}`;
+      const response = await fetch(url, { headers: { Accept: "application/json" } });
+      if (!response.ok) return; // signed out or away: the status badge says so; try later
+      const page = await response.json();
+      const before = list.scrollHeight;
+      const top = list.scrollTop;
+      const anchor = marker.nextSibling;
+      for (const m of page.messages) list.insertBefore(messageElement(m), anchor);
+      oldestSeq = page.oldest_seq;
+      if (!page.older) {
+        marker.remove();
+        if (page.forgotten) {
+          const gone = document.createElement("li");
+          gone.className = "notice forgotten";
+          gone.textContent = "Earlier messages are not kept.";
+          list.insertBefore(gone, list.firstChild);
+        }
+      }
+      regroup();
+      list.scrollTop = top + (list.scrollHeight - before); // what was in view stays in view
+    } catch (err) {
+      // Unreachable: the next scroll to the top tries again.
+    } finally {
+      loadingOlder = false;
+      marker.removeAttribute("aria-busy");
+    }
   }
 
   // --- the "new since you last read" line ---
@@ -237,6 +338,13 @@ import { planHistory } from "./resume.js";
 
   // "Seen by N" sits under my latest confirmed message; N counts the others who read up to it.
   function renderReceipts() {
+    // The line adds height under the newest message: keep a reader at the bottom there.
+    const following = atBottom();
+    drawReceipts();
+    if (following) toBottom();
+  }
+
+  function drawReceipts() {
     for (const old of list.querySelectorAll(".seen")) old.remove();
     const mine = list.querySelectorAll(":scope > .msg.mine[data-seq]");
     const last = mine[mine.length - 1];
@@ -269,7 +377,15 @@ import { planHistory } from "./resume.js";
     return `li[data-user="${CSS.escape(user)}"]`;
   }
 
+  // While the socket is down, who is here is not known: the dots go grey until presence
+  // arrives again.
+  function setPeopleStale(stale) {
+    peopleBox.dataset.stale = stale ? "true" : "false";
+    peopleStale.hidden = !stale || ended;
+  }
+
   function setPeople(users) {
+    setPeopleStale(false);
     peopleEl.replaceChildren();
     for (const u of users) addPerson(u);
   }
@@ -378,19 +494,44 @@ import { planHistory } from "./resume.js";
     socket.addEventListener("close", (event) => {
       if (ws !== socket) return; // an old socket we already gave up on
       if (!opened && attempt >= 2) checkSession(); // refused twice: still logged in?
-      ws = null;
-      joined = false;
-      root.dataset.joined = "false";
-      clearTypers();
+      lostSocket();
       if (event.code === 1008) {
         // Kicked, banned or logged out elsewhere: coming back by ourselves would be wrong.
-        ended = true;
-        setStatus("disconnected: " + (event.reason || "session ended"), "ended");
-        input.disabled = true;
+        endSession(event.reason || "session ended");
         return;
       }
       scheduleReconnect();
     });
+  }
+
+  // The socket is gone: nothing is in flight, who is here is unknown, nobody is typing.
+  function lostSocket() {
+    ws = null;
+    joined = false;
+    root.dataset.joined = "false";
+    outbox.closed();
+    typingNotifier.reset();
+    clearTimeout(pumpTimer);
+    clearTypers();
+    setPeopleStale(true);
+  }
+
+  // The server ended this session (kicked, banned, logged out, password changed): the page
+  // says so in place of the composer and the member list, and offers to log in again.
+  function endSession(reason) {
+    ended = true;
+    cancelReconnect();
+    root.dataset.ended = "true";
+    setStatus("disconnected", "ended");
+    input.disabled = true;
+    form.hidden = true;
+    typingEl.textContent = "";
+    peopleEl.replaceChildren();
+    peopleCount.textContent = "0";
+    peopleStale.hidden = true;
+    document.getElementById("ended-text").textContent = endedMessage(reason);
+    ended_.hidden = false;
+    document.getElementById("login-again").focus();
   }
 
   // A refused upgrade looks like any network failure to a page; the session may have ended
@@ -402,14 +543,8 @@ import { planHistory } from "./resume.js";
     } catch (err) {
       return; // the server is unreachable: keep retrying
     }
-    ended = true;
-    cancelReconnect();
-    setStatus("signed out", "ended");
-    input.disabled = true;
-    const link = document.createElement("a");
-    link.href = "/login?next=" + encodeURIComponent(location.pathname);
-    link.textContent = "Log in again";
-    formError.replaceChildren("You are signed out. ", link);
+    lostSocket();
+    endSession("signed out");
   }
 
   function scheduleReconnect() {
@@ -444,9 +579,7 @@ import { planHistory } from "./resume.js";
   window.addEventListener("offline", () => {
     // The socket is as good as dead; close it now rather than wait for the heartbeat.
     const socket = ws;
-    ws = null;
-    joined = false;
-    root.dataset.joined = "false";
+    lostSocket();
     cancelReconnect();
     if (socket) socket.close(4000, "browser went offline");
     if (!ended) setStatus("offline", "offline");
@@ -485,7 +618,8 @@ import { planHistory } from "./resume.js";
     regroup();
     renderReceipts();
     if (following) toBottom();
-    resendPending();
+    outbox.opened(); // what is still unconfirmed goes out again, in order
+    pump();
     maybeSendRead();
   }
 
@@ -545,29 +679,40 @@ import { planHistory } from "./resume.js";
   }
 
   function showError(frame) {
+    // A typing notice is a courtesy: if one is refused, the person has nothing to do about it.
+    if (frame.ref === TYPING_REF) return;
     const entry = frame.ref && pending.get(frame.ref);
     if (!entry) {
       formError.textContent = frame.message;
       return;
     }
+    if (frame.code === "rate_limited" || frame.code === "unavailable") {
+      // Refused for now (a limit, or the server could not store it): this message and every
+      // later one wait, then go out again in order, with the same client_ids. Too fast is
+      // handled without a word; a storage failure is worth showing until the resend.
+      outbox.refused(frame.ref, Math.ceil((frame.retry_after || 1) * 1000), Date.now());
+      if (frame.code === "unavailable") explain(entry.el, frame.message);
+      pump();
+      return;
+    }
+    // The server will never take this one: it stays, marked, and is not resent.
+    outbox.failed(frame.ref);
+    pending.delete(frame.ref);
+    entry.el.classList.remove("pending");
     entry.el.classList.add("failed");
-    let why = entry.el.querySelector(".why");
+    explain(entry.el, frame.message);
+    pump();
+  }
+
+  function explain(el, message) {
+    let why = el.querySelector(".why");
     if (!why) {
       why = document.createElement("p");
       why.className = "why";
       why.setAttribute("role", "alert");
-      entry.el.append(why);
+      el.append(why);
     }
-    why.textContent = frame.message;
-    if (frame.code === "rate_limited" || frame.code === "unavailable") {
-      // Refused for now (a limit, or the server could not store it): the same message, with
-      // the same client_id, once the server says trying again makes sense.
-      setTimeout(() => resendOne(frame.ref), Math.ceil((frame.retry_after || 1) * 1000));
-    } else {
-      // The server will never take this one: it stays, marked, and is not resent.
-      pending.delete(frame.ref);
-      entry.el.classList.remove("pending");
-    }
+    why.textContent = message;
   }
 
   // --- sending ---
@@ -577,17 +722,19 @@ import { planHistory } from "./resume.js";
     return String(Date.now()) + Math.random().toString(16).slice(2);
   }
 
-  function resendOne(clientId) {
-    const entry = pending.get(clientId);
-    if (!entry || !joined) return;
-    entry.el.classList.remove("failed");
-    const why = entry.el.querySelector(".why");
-    if (why) why.remove();
-    send({ type: "chat", room, text: entry.text, client_id: clientId });
-  }
-
-  function resendPending() {
-    for (const clientId of pending.keys()) resendOne(clientId);
+  // Send what the outbox lets go now, in order, and come back when it may let more go.
+  function pump() {
+    clearTimeout(pumpTimer);
+    pumpTimer = null;
+    if (!joined) return;
+    for (const m of outbox.take(Date.now())) {
+      const entry = pending.get(m.id);
+      const why = entry && entry.el.querySelector(".why");
+      if (why) why.remove();
+      send({ type: "chat", room, text: m.text, client_id: m.id });
+    }
+    const wait = outbox.wakeIn(Date.now());
+    if (wait !== null) pumpTimer = setTimeout(pump, wait);
   }
 
   function showCount() {
@@ -620,16 +767,14 @@ import { planHistory } from "./resume.js";
     pending.set(clientId, { text, el });
     input.value = "";
     showCount();
-    stopTyping();
+    typingNotifier.sent(); // the message itself ends "typing…" on every reader's page
     // Not joined (reconnecting, offline): it stays pending and goes out after the re-join.
-    if (joined) send({ type: "chat", room, text, client_id: clientId });
+    outbox.add(clientId, text);
+    pump();
   }
 
-  function stopTyping() {
-    if (typingActive) {
-      typingActive = false;
-      send({ type: "typing", room, typing: false });
-    }
+  function sendTyping(on) {
+    if (on !== null && joined) send({ type: "typing", room, typing: on, ref: TYPING_REF });
   }
 
   form.addEventListener("submit", (event) => {
@@ -646,26 +791,44 @@ import { planHistory } from "./resume.js";
 
   input.addEventListener("input", () => {
     showCount();
-    if (!joined) return;
-    const now = Date.now();
-    if (!input.value) {
-      stopTyping();
-    } else if (!typingActive || now - typingSentAt > TYPING_INTERVAL) {
-      typingActive = true;
-      typingSentAt = now;
-      send({ type: "typing", room, typing: true });
-    }
+    typingChanged();
   });
 
-  input.addEventListener("blur", stopTyping);
+  let typingTimer = null;
+  function typingChanged() {
+    clearTimeout(typingTimer);
+    if (!joined || ended) return;
+    sendTyping(typingNotifier.input(input.value !== "", Date.now()));
+    const wait = typingNotifier.retryIn(Date.now());
+    if (wait !== null) typingTimer = setTimeout(typingChanged, wait);
+  }
+
+  input.addEventListener("blur", () => sendTyping(typingNotifier.stop(Date.now())));
 
   list.addEventListener("scroll", () => {
+    if (list.scrollTop < OLDER_MARGIN_PX) loadOlder();
     if (atBottom()) {
       unseenBelow = 0;
       jump.hidden = true;
       maybeSendRead();
     }
   });
+
+  // Up and down move through the messages (each shows its time when focused).
+  list.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowUp" && event.key !== "ArrowDown") return;
+    const msgs = [...list.querySelectorAll(":scope > .msg")];
+    if (msgs.length === 0) return;
+    const at = msgs.indexOf(document.activeElement);
+    let next;
+    if (at < 0) next = msgs.length - 1;
+    else next = Math.min(msgs.length - 1, Math.max(0, at + (event.key === "ArrowUp" ? -1 : 1)));
+    event.preventDefault();
+    msgs[next].focus();
+  });
+
+  const loadOlderButton = document.getElementById("load-older");
+  if (loadOlderButton) loadOlderButton.addEventListener("click", loadOlder);
 
   jump.addEventListener("click", () => {
     toBottom();
@@ -684,6 +847,7 @@ import { planHistory } from "./resume.js";
   // --- start ---
 
   for (const t of list.querySelectorAll("time[data-ts]")) localiseTime(t);
+  for (const li of list.querySelectorAll(":scope > .msg")) addMenu(li);
   regroup();
   drawUnreadLine();
   const line = document.getElementById("unread-line");
@@ -695,5 +859,7 @@ import { planHistory } from "./resume.js";
     toBottom();
   }
   showCount();
+  // A room opened is a room to write in.
+  input.focus({ preventScroll: true });
   connect();
 })();

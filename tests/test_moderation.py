@@ -160,3 +160,41 @@ async def test_moderation_is_for_admins_only_and_needs_csrf(client: Client, bob:
     response = await moderate(client, action="ban", username="alice")
     assert response.status == 403  # type: ignore[attr-defined]
     assert "cannot ban yourself" in await response.text()  # type: ignore[attr-defined]
+
+
+async def test_destructive_actions_are_confirmed_on_a_page_of_their_own(
+    client: Client, bob: Client
+) -> None:
+    async with bob.ws_connect("/ws") as b:
+        await join(b, "general")
+        sent = await chat(b, "general", "<b>regret</b> this")
+    seq = str(sent["seq"])
+    # Asking is harmless: the page shows the message and a form, nothing happens yet.
+    page = await client.get(
+        f"/admin/confirm?action=delete&room=general&seq={seq}&next=/rooms/general"
+    )
+    body = await page.text()
+    assert page.status == 200 and "Delete this message?" in body
+    assert "&lt;b&gt;regret&lt;/b&gt; this" in body and 'name="csrf_token"' in body
+    assert (await client.app[STORE].message_at("general", sent["seq"])) is not None
+    kick = await (await client.get("/admin/confirm?action=kick&username=bob")).text()
+    assert "Kick bob?" in kick
+    assert (await client.get("/admin/confirm?action=kick&username=nobody")).status == 404
+    assert (await bob.get(f"/admin/confirm?action=delete&room=general&seq={seq}")).status == 403
+    # Confirmed, it goes back where it came from; the log keeps what the message said.
+    response = await post_form(
+        client,
+        "/admin/moderate",
+        {"action": "delete", "room": "general", "seq": seq, "next": "/rooms/general"},
+        page="/admin",
+    )
+    assert response.headers["Location"] == "/rooms/general"
+    log = await (await client.get("/admin")).text()
+    assert "bob: &lt;b&gt;regret&lt;/b&gt; this" in log
+    elsewhere = await post_form(
+        client,
+        "/admin/moderate",
+        {"action": "kick", "username": "bob", "next": "//evil"},
+        page="/admin",
+    )
+    assert elsewhere.headers["Location"] == "/admin#moderation"

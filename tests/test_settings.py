@@ -91,3 +91,10 @@ def test_trusted_proxies_and_public_url_are_parsed(tmp_path: Path) -> None:
     assert s.public_url == "https://chat.example.com"
     defaults = Settings.from_env({"CHAT_VAR_DIR": str(tmp_path)})
     assert defaults.trusted_proxies == () and defaults.public_url is None
+
+
+def test_the_instance_name_is_trimmed_and_bounded() -> None:
+    assert Settings.from_env({"INSTANCE_NAME": "  Acme   Team "}).instance_name == "Acme Team"
+    assert Settings.from_env({}).instance_name == "chat"
+    with pytest.raises(SettingsError, match="INSTANCE_NAME: expected 1 to 40 characters"):
+        Settings.from_env({"INSTANCE_NAME": "x" * 41})

@@ -69,10 +69,16 @@ class Accounts(StoreBase):
         async with self._write() as conn:
             await conn.execute(update(users).where(users.c.id == user_id).values(is_admin=admin))
 
-    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+    async def set_password_hash(
+        self, user_id: int, password_hash: str, *, temporary: bool = False
+    ) -> None:
+        """A new password; `temporary` (an administrator's reset) must be changed at the next
+        login. Either way, a password set here is the one the user now has."""
         async with self._write() as conn:
             await conn.execute(
-                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+                update(users)
+                .where(users.c.id == user_id)
+                .values(password_hash=password_hash, must_change_password=temporary)
             )
 
     async def bump_session_version(self, user_id: int) -> int:
@@ -100,6 +106,22 @@ class Accounts(StoreBase):
                 )
             ).all()
         return [user_from_row(r) for r in rows]
+
+    async def has_users(self) -> bool:
+        """Whether any account exists (none: the first run, which creates the admin)."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(users.c.id).limit(1))).first() is not None
+
+    async def admin_names(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(users.c.username)
+                    .where(users.c.is_admin == True)  # noqa: E712
+                    .order_by(users.c.username)
+                )
+            ).all()
+        return [r.username for r in rows]
 
     # --- moderation log ---
 

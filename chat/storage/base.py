@@ -68,6 +68,7 @@ def user_from_row(row: Any) -> User:
         created_at=row.created_at,
         session_version=int(row.session_version),
         banned=bool(row.banned),
+        must_change_password=bool(row.must_change_password),
     )
 
 

@@ -12,14 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chat.errors import NoSuchRoom
-from chat.models import History, Message, Position, User
+from chat.models import History, HistoryPage, Message, Position, User
 from chat.storage.appending import SETTLE, Append
 from chat.storage.base import StoreBase
-from chat.storage.schema import client_ids, messages, read_markers, rooms
+from chat.storage.schema import client_ids, messages, read_markers, rooms, users
 from chat.storage.sqlite.fastread import read_transaction
 from chat.storage.statements import HISTORY, READ_MARKERS, ROOM_BY_NAME, ROOM_ID
 
@@ -134,10 +134,78 @@ class MessageLog(StoreBase):
         ]
         return History(found, Position(last_seq, complete))
 
-    async def delete_message(self, room_name: str, seq: int) -> bool:
-        """Wipe a message's text and hide it from history; False if there is no such message."""
+    async def history_page(self, room_name: str, before: int | None, limit: int) -> HistoryPage:
+        """Up to `limit` kept messages older than `before` (the newest ones when None), oldest
+        first: what a room page shows, and what it loads as its reader scrolls up."""
+        async with self.engine.connect() as conn:
+            room = (await conn.execute(ROOM_BY_NAME, {"room": room_name})).first()
+            if room is None:
+                raise NoSuchRoom(f"There is no room named {room_name!r}.")
+            bound = messages.c.seq < before if before is not None else true()
+            rows = (
+                await conn.execute(
+                    select(
+                        messages.c.seq,
+                        messages.c.text,
+                        messages.c.ts,
+                        messages.c.deleted,
+                        users.c.username,
+                    )
+                    .join(users, users.c.id == messages.c.user_id)
+                    .where(and_(messages.c.room_id == room.id, bound))
+                    .order_by(messages.c.seq.desc())
+                    .limit(limit + 1)  # one more: whether older ones are kept
+                )
+            ).all()
+        older = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
+        # Where the next older page ends: this page's first row, else where this one began.
+        start = before if before is not None else last_seq + 1
+        oldest = int(rows[0].seq) if rows else start
+        return HistoryPage(
+            messages=[
+                Message(room_name, r.seq, r.username, r.text, r.ts) for r in rows if not r.deleted
+            ],
+            older=older,
+            # Nothing older is kept, yet the room's first messages are gone: HISTORY_LIMIT.
+            forgotten=not older and oldest > 1,
+            oldest_seq=oldest,
+            last_seq=last_seq,
+        )
+
+    async def message_at(self, room_name: str, seq: int) -> Message | None:
+        """One kept message (not deleted), e.g. to show it before an admin deletes it."""
+        async with self.engine.connect() as conn:
+            room_id = await self._room_id(conn, room_name)
+            return await self._message_at(conn, room_name, room_id, seq)
+
+    async def _message_at(
+        self, conn: AsyncConnection, room_name: str, room_id: int, seq: int
+    ) -> Message | None:
+        row = (
+            await conn.execute(
+                select(messages.c.text, messages.c.ts, users.c.username)
+                .join(users, users.c.id == messages.c.user_id)
+                .where(
+                    and_(
+                        messages.c.room_id == room_id,
+                        messages.c.seq == seq,
+                        messages.c.deleted == False,  # noqa: E712
+                    )
+                )
+            )
+        ).first()
+        return None if row is None else Message(room_name, seq, row.username, row.text, row.ts)
+
+    async def delete_message(self, room_name: str, seq: int) -> Message | None:
+        """Wipe a message's text and hide it from history; return it as it was (for the
+        moderation log), or None if there is no such message."""
         async with self._write() as conn:
             room_id = await self._room_id(conn, room_name)
+            before = await self._message_at(conn, room_name, room_id, seq)
+            if before is None:
+                return None
             result = await conn.execute(
                 update(messages)
                 .where(
@@ -149,7 +217,7 @@ class MessageLog(StoreBase):
                 )
                 .values(deleted=True, text="")
             )
-        return bool(result.rowcount)
+        return before if result.rowcount else None
 
     # --- read markers ---
 

@@ -31,6 +31,8 @@ users = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("session_version", Integer, nullable=False, default=0, server_default="0"),
     Column("banned", Boolean, nullable=False, default=False, server_default=false()),
+    # Set by an administrator's password reset: the temporary password must be replaced.
+    Column("must_change_password", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 rooms = Table(

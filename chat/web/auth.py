@@ -38,6 +38,8 @@ USER_ID = "uid"
 SESSION_ID = "sid"
 VERSION = "ver"
 CSRF = "csrf"
+MAY_KEEP_TEMPORARY_PASSWORD = frozenset({"/account", "/account/password"})
+WELCOME = "welcome"  # set at registration; the rooms page shows its welcome once
 CSRF_FIELD = "csrf_token"
 _USER_CACHE = web.RequestKey("chat.user", object)
 _BANNED = web.RequestKey("chat.banned", bool)
@@ -76,6 +78,9 @@ async def require_user(request: web.Request) -> User:
     user = await current_user(request)
     if user is None:
         raise web.HTTPFound(URL("/login").with_query(next=request.rel_url.path_qs))
+    if user.must_change_password and request.path not in MAY_KEEP_TEMPORARY_PASSWORD:
+        # An administrator reset it: the temporary password is for choosing a new one only.
+        raise web.HTTPFound("/account")
     return user
 
 

@@ -16,7 +16,7 @@ from chat.errors import ChatError, InvalidName, NameTaken, Unavailable
 from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, SETTINGS, STORE
 from chat.models import USERNAME_RE, USERNAME_RULE
-from chat.web.auth import SESSION_ID, start_session
+from chat.web.auth import SESSION_ID, WELCOME, start_session
 from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD
 from chat.web.render import render
 
@@ -88,9 +88,16 @@ def login_keys(request: web.Request, username: str) -> tuple[str | None, str]:
     return request.remote, username.lower()
 
 
+async def _first_run(request: web.Request) -> bool:
+    """No account yet: the one registered now is the administrator, and the page says so."""
+    return not await request.app[STORE].has_users()
+
+
 @routes.get("/register", name="register")
 async def register_page(request: web.Request) -> web.Response:
-    return await render(request, "register.html", {"username": ""})
+    return await render(
+        request, "register.html", {"username": "", "first_run": await _first_run(request)}
+    )
 
 
 @routes.post("/register")
@@ -99,7 +106,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     confirm = str(form.get("confirm", ""))
-    ctx: dict[str, Any] = {"username": username}
+    ctx: dict[str, Any] = {"username": username, "first_run": await _first_run(request)}
     # Every attempt counts, failed ones too: each may cost a hash, and a failure is as cheap
     # to send as a success.
     wait = request.app[LIMITS].register_by_ip.take(request.remote)
@@ -127,7 +134,8 @@ async def register(request: web.Request) -> web.StreamResponse:
         log.warning("first account %r registered: it is the administrator", user.username)
     else:
         log.info("account %r registered", user.username)
-    await start_session(request, user)
+    # The rooms page then says once who the administrator is (chat.web.pages.rooms_page).
+    (await start_session(request, user))[WELCOME] = True
     raise web.HTTPFound("/")
 
 
@@ -184,7 +192,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     if passwords.needs_rehash(user.password_hash):
         # When hashing is busy the stronger hash can wait for the next login.
         with contextlib.suppress(Unavailable):
-            await store.set_password_hash(user.id, await passwords.hash(password))
+            await store.set_password_hash(
+                user.id, await passwords.hash(password), temporary=user.must_change_password
+            )
     await start_session(request, user)
     raise web.HTTPFound(ctx["next"])
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from aiohttp import web
+from aiohttp_session import get_session
 
 from chat import moderation
-from chat.errors import ChatError, NoSuchRoom, NoSuchUser, Retryable, TooMany
+from chat.errors import ChatError, NoSuchMessage, NoSuchRoom, NoSuchUser, Retryable, TooMany
 from chat.fanout.presence import by_user
 from chat.keys import LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
-from chat.web.auth import require_admin, require_user
+from chat.settings import Settings
+from chat.web.auth import WELCOME, current_user, require_admin, require_user
 from chat.web.render import render
 
 routes = web.RouteTableDef()
+ROOM_PATH_RE = re.compile(r"/rooms/[a-z0-9_-]{1,32}")
 
 
 async def _rooms_context(request: web.Request) -> dict[str, Any]:
@@ -37,7 +41,14 @@ async def _rooms_context(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/", name="rooms")
 async def rooms_page(request: web.Request) -> web.Response:
-    return await render(request, "rooms.html", await _rooms_context(request))
+    user = await current_user(request)
+    if user is None and not await request.app[STORE].has_users():
+        raise web.HTTPFound("/register")  # the first run: create the administrator
+    ctx = await _rooms_context(request)
+    # Once, right after registering: who the administrator is (or that it is you).
+    if (await get_session(request)).pop(WELCOME, False):
+        ctx["welcome"] = {"admins": await request.app[STORE].admin_names()}
+    return await render(request, "rooms.html", ctx)
 
 
 @routes.post("/rooms")
@@ -87,22 +98,39 @@ async def room_page(request: web.Request) -> web.Response:
     room = await visible_room(request, user)
     name = room.name
     store = request.app[STORE]
-    messages, position = await store.history(name, None)
+    # The last page only; older kept messages load as the reader scrolls up (history.json).
+    page = await store.history_page(name, None, request.app[SETTINGS].history_page_size)
     markers = await store.read_markers(name)
+    if user.username not in markers:
+        # Opened once, even empty: from now on what is said here counts as unread.
+        await store.mark_read(name, user, 0)
     users = sorted(await request.app[PRESENCE].room_users(name))
     return await render(
         request,
         "room.html",
         {
             "room": room,
-            "messages": messages,
-            "complete": position.complete,
-            "last_seq": position.seq,
+            "messages": page.messages,
+            "page": page,
+            "last_seq": page.last_seq,
             "users": users,
             "read_seq": markers.get(user.username, 0),
+            # The rooms sidebar: switching rooms without going back to the list.
+            "rooms": (await _rooms_context(request))["rooms"],
             "max_text_chars": request.app[SETTINGS].max_text_chars,
+            # The limits the page keeps to by design (static/outbox.js, static/typing.js).
+            "limits": _client_limits(request.app[SETTINGS]),
         },
     )
+
+
+def _client_limits(settings: Settings) -> dict[str, float]:
+    return {
+        "chat_rate": settings.chat_rate_per_second,
+        "chat_burst": settings.chat_burst,
+        "typing_rate": settings.typing_rate_per_second,
+        "typing_burst": settings.typing_burst,
+    }
 
 
 @routes.get("/rooms/{name}/members", name="room_members")
@@ -181,12 +209,22 @@ async def moderate(request: web.Request) -> web.StreamResponse:
             if await store.room_by_name(room) is None:
                 raise NoSuchRoom(f"There is no room named {room!r}.")
             await moderation.delete_message(app, admin, room, int(seq_text))
-        elif action in {"kick", "ban", "unban"}:
+        elif action in {"kick", "ban", "unban", "reset-password"}:
             username = str(form.get("username", "")).strip()
             reason = str(form.get("reason", "")).strip()[:80]
             target = await store.user_by_name(username) if username else None
             if target is None:
                 raise NoSuchUser(f"There is no user named {username!r}.")
+            if action == "reset-password":
+                password = await moderation.reset_password(app, admin, target)
+                # Shown once, here, and never stored in the clear: no redirect to lose it.
+                response = await render(
+                    request,
+                    "password_reset.html",
+                    {"username": target.username, "password": password},
+                )
+                response.headers["Cache-Control"] = "no-store"
+                return response
             if action == "kick":
                 await moderation.kick(app, admin, target, reason=reason)
             elif action == "ban":
@@ -199,4 +237,51 @@ async def moderate(request: web.Request) -> web.StreamResponse:
         ctx = await _admin_context(request)
         ctx["error"] = exc.message
         return await render(request, "admin.html", ctx, status=exc.status)
-    raise web.HTTPFound("/admin#moderation")
+    raise web.HTTPFound(_back_to(form.get("next")))
+
+
+@routes.get("/admin/confirm", name="confirm")
+async def confirm_page(request: web.Request) -> web.Response:
+    """Kick, ban and delete are asked twice: this page names what will happen (and shows the
+    message to delete) above the one button that does it. Works without JavaScript."""
+    await require_admin(request)
+    query = request.query
+    store = request.app[STORE]
+    action = query.get("action", "")
+    ctx: dict[str, Any] = {
+        "action": action,
+        "next": _back_to(query.get("next")),
+        "reason": query.get("reason", "").strip()[:80],
+    }
+    try:
+        if action in {"kick", "ban", "reset-password"}:
+            username = query.get("username", "").strip()
+            target = await store.user_by_name(username) if username else None
+            if target is None:
+                raise NoSuchUser(f"There is no user named {username!r}.")
+            ctx["username"] = target.username
+        elif action == "delete":
+            room = query.get("room", "").strip().lstrip("#").lower()
+            seq_text = query.get("seq", "").strip()
+            if not seq_text.isdigit():
+                raise ChatError("The message number must be a whole number.")
+            if await store.room_by_name(room) is None:
+                raise NoSuchRoom(f"There is no room named {room!r}.")
+            message = await store.message_at(room, int(seq_text))
+            if message is None:
+                raise NoSuchMessage(f"There is no message {seq_text} in #{room}.")
+            ctx["message"] = message
+        else:
+            raise ChatError("Unknown moderation action.")
+    except ChatError as exc:
+        ctx = await _admin_context(request)
+        ctx["error"] = exc.message
+        return await render(request, "admin.html", ctx, status=exc.status)
+    return await render(request, "confirm.html", ctx)
+
+
+def _back_to(value: object) -> str:
+    """Where a moderation form returns: the room it came from, or the admin page."""
+    if isinstance(value, str) and ROOM_PATH_RE.fullmatch(value):
+        return value
+    return "/admin#moderation"

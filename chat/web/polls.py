@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from chat.fanout.presence import by_user
-from chat.keys import PRESENCE, STORE
+from chat.keys import PRESENCE, SETTINGS, STORE
+from chat.live.protocol import message_dict
 from chat.web.auth import current_user
 
 routes = web.RouteTableDef()
@@ -38,10 +39,41 @@ async def rooms_json(request: web.Request) -> web.Response:
     unread = await store.unread_counts(user)
     # Only what this user may see: a private room is listed to its members (and admins).
     rooms = [
-        {"name": r.name, "online": counts.get(r.name, 0), "unread": unread.get(r.name, 0)}
+        {
+            "name": r.name,
+            "online": counts.get(r.name, 0),
+            "unread": unread.get(r.name, 0),
+            "private": r.is_private,
+        }
         for r in await store.list_rooms(user)
     ]
     return _json({"rooms": rooms})
+
+
+@routes.get("/rooms/{name}/history.json", name="history_json")
+async def history_json(request: web.Request) -> web.Response:
+    """An older page of a room's kept history, for a reader scrolling up: `before` is the
+    oldest seq the page has."""
+    user = await current_user(request)
+    if user is None:
+        return _refused(401, "Log in first.")
+    store = request.app[STORE]
+    name = request.match_info["name"]
+    room = await store.room_by_name(name)
+    if room is None or not await store.can_enter(room, user):
+        return _refused(404, f"There is no room named {name!r}.")
+    before = request.query.get("before", "")
+    if not before.isdigit():
+        return _refused(400, "'before' must be a message number.")
+    page = await store.history_page(name, int(before), request.app[SETTINGS].history_page_size)
+    return _json(
+        {
+            "messages": [message_dict(m) for m in page.messages],
+            "older": page.older,
+            "forgotten": page.forgotten,
+            "oldest_seq": page.oldest_seq,
+        }
+    )
 
 
 @routes.get("/admin/online.json", name="admin_online_json")

@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from chat.keys import SETTINGS
 from chat.web import auth
 
 
@@ -17,6 +18,7 @@ async def render(
         "current_user": await auth.current_user(request),
         "csrf_token": await auth.csrf_token(request),
         "csrf_field": auth.CSRF_FIELD,
+        "instance_name": request.app[SETTINGS].instance_name,
         **context,
     }
     return aiohttp_jinja2.render_template(template, request, page, status=status)

@@ -57,6 +57,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         if await is_banned(request):
             raise web.HTTPForbidden(text="This account is banned.")
         raise web.HTTPUnauthorized(text="Log in before opening a chat socket.")
+    if user.must_change_password:
+        raise web.HTTPForbidden(text="Choose a new password on /account first.")
     hub = request.app[HUB]
     tabs = tuple(hub.of_user(user.id))
     if len(tabs) >= settings.max_connections_per_user:

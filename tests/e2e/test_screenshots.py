@@ -63,12 +63,35 @@ def open_general(someone: Person) -> Page:
 def test_room_rooms_and_admin_pages_at_desktop_and_phone_widths(person: PersonFactory) -> None:
     alice = person("alice", width=1440, height=900)
     bob = person("bob", width=360, height=740)
+    for name in ("design", "random"):  # a few rooms for the sidebar (created, hence visited)
+        alice.page.goto("/")
+        alice.page.locator("#new-room").fill(name)
+        alice.page.get_by_role("button", name="Create").click()
+        expect(alice.page.locator("#room")).to_have_attribute("data-joined", "true")
+    bob.page.goto("/rooms/design")
+    expect(bob.page.locator("#room")).to_have_attribute("data-joined", "true")
+    bob.page.locator("#text").fill("New mockups are in the drive")
+    bob.page.locator("#text").press("Enter")
+    expect(bob.page.locator("#messages > .msg.pending")).to_have_count(0)
     open_general(alice)
     open_general(bob)
     chat_a_little(alice, bob)
     expect(bob.page.locator("#messages .msg .text")).to_have_count(4)
     bob.page.locator("#text").fill("typing something")
     expect(alice.page.locator("#typing")).to_have_text("bob is typing…")
+
+    # The rooms sidebar: beside the room at 1440 px, a strip above it at 360 px.
+    for page in (alice.page, bob.page):
+        nav = page.get_by_role("navigation", name="Rooms")
+        expect(nav.get_by_role("link", name="#general")).to_be_visible()
+        expect(nav.get_by_role("link", name="#random")).to_be_visible()
+    expect(alice.page.locator('#room-list li[data-room="design"] .unread')).to_have_text("1 unread")
+    side = alice.page.locator("#rooms-nav").bounding_box()
+    room = alice.page.locator("#room").bounding_box()
+    assert side and room and side["x"] + side["width"] <= room["x"], "sidebar beside the room"
+    strip = bob.page.locator("#rooms-nav").bounding_box()
+    room = bob.page.locator("#room").bounding_box()
+    assert strip and room and strip["y"] + strip["height"] <= room["y"], "strip above the room"
 
     shoot(alice.page, "room-desktop-1440")
     assert fits_width(alice.page)

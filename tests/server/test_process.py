@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from chat.storage.store import Store
+from chat.web.passwords import PasswordHasher
 from tests.helpers import PASSWORD
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -175,3 +177,44 @@ async def test_serve_restart_and_graceful_shutdown(server: Server) -> None:
             body = await page.text()
         assert ">kept</" in body  # rendered on the server, before any JavaScript
         assert server.stop(signal.SIGINT) == 0
+
+
+def test_a_taken_port_is_one_line_naming_chat_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(chat_env(tmp_path / "var", port), "serve")
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out
+    assert "serving on" not in out  # said only once the socket is bound
+    assert result.stderr.strip().splitlines() == [
+        f"chat: port {port} on 127.0.0.1 is already in use; stop what uses it or pick another "
+        f"port with CHAT_PORT (e.g. CHAT_PORT={port + 1} make run)"
+    ]
+
+
+async def test_reset_password_from_the_shell(tmp_path: Path) -> None:
+    env = chat_env(tmp_path / "var", free_port())
+    run_cli(env, "create-user", "ann", "--password-stdin", stdin=PASSWORD)
+    done = run_cli(env, "reset-password", "ann")
+    assert done.returncode == 0, done.stderr
+    match = re.search(r"temporary password for 'ann': (\S+)\n", done.stdout)
+    assert match and "must change it at the next login" in done.stdout
+    store = await Store.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'var' / 'chat.sqlite3'}", history_limit=50
+    )
+    try:
+        ann = await store.user_by_name("ann")
+        assert ann is not None and ann.must_change_password and ann.session_version == 1
+        hasher = PasswordHasher(time_cost=1, memory_kib=8192)
+        assert await hasher.verify(ann.password_hash, match.group(1))
+        assert not await hasher.verify(ann.password_hash, PASSWORD)
+    finally:
+        await store.close()
+    missing = run_cli(env, "reset-password", "nobody")
+    assert (
+        missing.returncode == 1
+        and missing.stderr.strip() == "chat: there is no user named 'nobody'"
+    )

@@ -262,3 +262,17 @@ async def test_migration_0004_remembers_the_client_ids_already_in_the_history(
     async with engine.begin() as conn:
         await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0002"))
     await engine.dispose()
+
+
+async def test_history_pages_go_back_to_what_is_kept(store: Store) -> None:
+    alice = await make_user(store, "alice")
+    for i in range(1, 9):  # HISTORY_LIMIT is 5 here: seq 4..8 kept
+        await store.append_message("general", alice, f"m{i}", None)
+    newest = await store.history_page("general", None, 3)
+    assert [m.seq for m in newest.messages] == [6, 7, 8] and newest.last_seq == 8
+    assert newest.older and not newest.forgotten and newest.oldest_seq == 6
+    rest = await store.history_page("general", newest.oldest_seq, 3)
+    assert [m.seq for m in rest.messages] == [4, 5] and not rest.older and rest.forgotten
+    await store.create_room("quiet", creator_id=alice.id)
+    quiet = await store.history_page("quiet", None, 3)
+    assert quiet.messages == [] and not quiet.older and not quiet.forgotten

@@ -3,6 +3,8 @@ and every upgrade, ends the other sessions and closes their sockets."""
 
 from __future__ import annotations
 
+import re
+
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
@@ -117,3 +119,41 @@ async def test_account_page_needs_login_and_has_both_forms(bob: Client, anon: Cl
     assert 'action="/account/password"' in body
     assert 'action="/account/logout-everywhere"' in body
     assert body.count('name="csrf_token"') >= 3  # the two forms and the header's logout
+
+
+async def test_an_admin_resets_a_password_to_a_temporary_one(client: Client, bob: Client) -> None:
+    response = await post_form(
+        client, "/admin/moderate", {"action": "reset-password", "username": "bob"}, page="/admin"
+    )
+    page = await response.text()
+    assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+    match = re.search(r'id="temporary-password" class="secret">([^<]+)<', page)
+    assert match
+    temporary = match.group(1)
+    # Every session of bob ended; the old password is gone.
+    assert (await bob.get("/", allow_redirects=False)).headers["Location"].startswith("/login")
+    assert (await login(bob, "bob")).status == 400
+    assert (await login(bob, "bob", temporary)).status == 302
+    # Logged in with it, bob can only choose a new password.
+    for path in ("/", "/rooms/general", "/admin"):
+        moved = await bob.get(path, allow_redirects=False)
+        assert moved.status == 302 and moved.headers["Location"] == "/account", path
+    assert "An administrator reset your password" in await (await bob.get("/account")).text()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await bob.ws_connect("/ws")
+    assert refused.value.status == 403
+    changed = await post_form(
+        bob,
+        "/account/password",
+        {"current": temporary, "password": "a brand new one", "confirm": "a brand new one"},
+        page="/account",
+    )
+    assert changed.status == 302
+    assert (await bob.get("/", allow_redirects=False)).status == 200
+    log = await (await client.get("/admin")).text()
+    assert '<tr data-action="reset-password">' in log
+    # An admin's own password is changed on the account page, not reset.
+    own = await post_form(
+        client, "/admin/moderate", {"action": "reset-password", "username": "alice"}, page="/admin"
+    )
+    assert own.status == 403

@@ -13,7 +13,7 @@ from tests.conftest import ClientFactory, make_settings
 from tests.helpers import PASSWORD, Client, csrf, login, post_form, register
 
 
-async def test_logged_out_visitor_is_sent_to_login(anon: Client) -> None:
+async def test_logged_out_visitor_is_sent_to_login(client: Client, anon: Client) -> None:
     response = await anon.get("/", allow_redirects=False)
     assert response.status == 302
     assert response.headers["Location"].startswith("/login")
