@@ -33,13 +33,14 @@ install-dev: $(STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/python -m chat serve --workers $(WORKERS)
 
-# The browser-side modules first (node --test), then pytest, whose summary comes last.
+# The browser-side modules first (test-js: their node --test unit tests, the one place they
+# run), then pytest, whose summary comes last.
 # pytest exits 5 when it collected nothing: that is a failure, not a pass.
-test: $(STAMP)
-	node --test tests/js/*.test.mjs
+test: $(STAMP) test-js
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$status
 
+# The browser modules' logic that needs no DOM (static/protocol.js, resume.js, outbox.js, ...).
 test-js:
 	node --test tests/js/*.test.mjs
 

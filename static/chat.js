@@ -1,7 +1,7 @@
 // The room page's live client. No framework, no build step. User text is only ever inserted
 // with textContent (or into data attributes), never as HTML.
 //
-// Protocol it relies on (DESIGN.md, "WebSocket protocol"):
+// Protocol it relies on (docs/protocol.md):
 //   sends    join {room, since}, chat {room, text, client_id}, typing {room, typing},
 //            read {room, seq}
 //   receives history {messages, complete}, chat {seq, user, text, ts, client_id?},
@@ -9,10 +9,11 @@
 //            receipt {user, seq}, deleted {seq}, error {code, message, ref?, retry_after?}
 //   A text frame may carry several JSON documents separated by "\n".
 //   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
-// An ES module (strict by itself): what a `history` frame means is in resume.js; what needs no
-// DOM lives in modules of its own, unit-tested with node --test (tests/js/).
-import { planHistory } from "./resume.js";
-import { Outbox } from "./outbox.js";
+// An ES module (strict by itself). The protocol state (the last seq shown, joined or not, what
+// a frame means, the unconfirmed messages by client_id and their resending, the reconnect
+// backoff) is protocol.js's, which touches no DOM; this module draws what it decides. What
+// needs no DOM lives in modules of its own, unit-tested with node --test (tests/js/).
+import { RoomProtocol } from "./protocol.js";
 import { TypingNotifier } from "./typing.js";
 import { endedMessage, formatFull, formatTime } from "./text.js";
 
@@ -42,28 +43,29 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
 
   const GROUP_GAP_MS = 5 * 60 * 1000; // one author's messages within 5 minutes form a group
   const TYPING_EXPIRY = 6000; // ... and a typing state expires after 6 s
-  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000]; // then every 10 s, with jitter
   const READ_DELAY_MS = 300; // coalesce read markers during a burst
   const TYPING_REF = "typing"; // the ref of typing notices: their refusals are never shown
 
-  let lastSeq = Number(root.dataset.lastSeq) || 0;
   const readSeqAtLoad = Number(root.dataset.readSeq) || 0;
   let readSent = readSeqAtLoad;
   let readTimer = null;
   let ws = null;
-  let attempt = 0;
   let reconnectTimer = null;
   let countdown = null;
-  let joined = false;
   let ended = false; // closed with 1008: do not come back by ourselves
   let unseenWhileHidden = 0;
   let unseenBelow = 0;
   const pending = new Map(); // client_id -> {text, el}: what the page shows as "sending…"
   // Limits the server enforces (settings), so that the page stays within them by design.
   const limit = (name, fallback) => Number(root.dataset[name]) || fallback;
-  const outbox = new Outbox({
-    rate: limit("chatRate", 10), burst: limit("chatBurst", 20), now: Date.now(),
+  const proto = new RoomProtocol({
+    room,
+    lastSeq: Number(root.dataset.lastSeq) || 0,
+    rate: limit("chatRate", 10),
+    burst: limit("chatBurst", 20),
+    now: Date.now(),
   });
+  const outbox = proto.outbox; // the unconfirmed messages, by client_id
   const typingNotifier = new TypingNotifier({
     rate: limit("typingRate", 1), burst: limit("typingBurst", 5), now: Date.now(),
   });
@@ -212,7 +214,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
 
   // Returns true when the message was shown (it was new).
   function addMessage(m) {
-    if (m.seq <= lastSeq) {
+    if (proto.isShown(m)) {
       // Already shown (a resend's ack, or a history overlap): never twice.
       if (m.client_id) dropPending(m.client_id);
       return false;
@@ -224,7 +226,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
       wasMine = m.client_id ? dropPending(m.client_id) : false;
       insertConfirmed(messageElement(m));
     }
-    lastSeq = m.seq;
+    proto.shown(m);
     if (following || wasMine) {
       toBottom();
     } else if (m.user !== me) {
@@ -327,9 +329,10 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
 
   // Leading edge at once (a quick glance counts), then at most one more per READ_DELAY_MS.
   function maybeSendRead() {
-    if (!joined || document.visibilityState !== "visible" || !atBottom()) return;
-    if (lastSeq <= readSent || readTimer !== null) return;
-    if (send({ type: "read", room, seq: lastSeq })) readSent = lastSeq;
+    if (document.visibilityState !== "visible" || !atBottom() || readTimer !== null) return;
+    const frame = proto.read(readSent);
+    if (frame === null) return;
+    if (send(frame)) readSent = frame.seq;
     readTimer = setTimeout(() => {
       readTimer = null;
       maybeSendRead();
@@ -453,9 +456,8 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   }
 
   function rejoin() {
-    joined = false;
     root.dataset.joined = "false";
-    send({ type: "join", room, since: lastSeq });
+    send(proto.join());
   }
 
   function cancelReconnect() {
@@ -477,7 +479,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     ws = socket;
     setStatus("connecting…", "connecting");
     socket.addEventListener("open", () => {
-      attempt = 0;
+      proto.opened();
       setStatus("connected", "connected");
       rejoin();
     });
@@ -493,7 +495,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     });
     socket.addEventListener("close", (event) => {
       if (ws !== socket) return; // an old socket we already gave up on
-      if (!opened && attempt >= 2) checkSession(); // refused twice: still logged in?
+      if (!opened && proto.refusedRepeatedly()) checkSession(); // still logged in?
       lostSocket();
       if (event.code === 1008) {
         // Kicked, banned or logged out elsewhere: coming back by ourselves would be wrong.
@@ -507,9 +509,8 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   // The socket is gone: nothing is in flight, who is here is unknown, nobody is typing.
   function lostSocket() {
     ws = null;
-    joined = false;
+    proto.lost();
     root.dataset.joined = "false";
-    outbox.closed();
     typingNotifier.reset();
     clearTimeout(pumpTimer);
     clearTypers();
@@ -554,9 +555,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
       setStatus("offline", "offline");
       return;
     }
-    const base = attempt < BACKOFF_MS.length ? BACKOFF_MS[attempt] : 10000;
-    attempt += 1;
-    const delay = base / 2 + (Math.random() * base) / 2; // jitter: not everyone at once
+    const delay = proto.nextDelay();
     const due = Date.now() + delay;
     const tick = () => {
       const left = Math.max(1, Math.ceil((due - Date.now()) / 1000));
@@ -568,12 +567,12 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   }
 
   retry.addEventListener("click", () => {
-    attempt = 0;
+    proto.resetBackoff();
     connect();
   });
 
   window.addEventListener("online", () => {
-    attempt = 0;
+    proto.resetBackoff();
     if (!ws) connect();
   });
   window.addEventListener("offline", () => {
@@ -592,14 +591,13 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     for (const li of [...list.children]) {
       if (!li.classList.contains("pending")) li.remove();
     }
-    lastSeq = 0;
     readSent = 0;
     readMarkers.clear(); // the presence frame that follows brings the room's markers
   }
 
   function onHistory(frame) {
     const following = atBottom();
-    const plan = planHistory(lastSeq, frame);
+    const plan = proto.history(frame);
     if (plan.reset) {
       clearShown();
       if (plan.earlier) notice("Earlier messages are not kept.");
@@ -609,16 +607,14 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
       notice(`${plan.missed} missed messages are no longer kept.`, "missed");
     }
     for (const m of plan.messages) {
-      if (m.seq > lastSeq + 1) lastSeq = m.seq - 1; // history is authoritative: accept its gap
+      proto.accept(m); // history is authoritative: its gap is said by the notice above
       addMessage(m);
     }
-    if (plan.lastSeq > lastSeq) lastSeq = plan.lastSeq; // deleted newest messages still count
-    joined = true;
+    proto.joinedAt(plan); // what is still unconfirmed goes out again, in order (pump)
     root.dataset.joined = "true"; // tests and styles can tell a live page from a stale one
     regroup();
     renderReceipts();
     if (following) toBottom();
-    outbox.opened(); // what is still unconfirmed goes out again, in order
     pump();
     maybeSendRead();
   }
@@ -631,10 +627,13 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
         break;
       case "chat":
         // Until our history arrives, live frames are covered by it (the server holds the rest).
-        if (!joined) return;
-        if (frame.seq > lastSeq + 1) {
-          rejoin(); // a gap: ask again from what we have
-          return;
+        switch (proto.chat(frame)) {
+          case "wait":
+            return;
+          case "gap":
+            rejoin(); // ask again from what we have
+            return;
+          default: // new, or already shown ("seen": addMessage drops its pending copy)
         }
         if (addMessage(frame)) {
           regroup();
@@ -726,12 +725,12 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   function pump() {
     clearTimeout(pumpTimer);
     pumpTimer = null;
-    if (!joined) return;
-    for (const m of outbox.take(Date.now())) {
-      const entry = pending.get(m.id);
+    if (!proto.joined) return;
+    for (const frame of proto.take(Date.now())) {
+      const entry = pending.get(frame.client_id);
       const why = entry && entry.el.querySelector(".why");
       if (why) why.remove();
-      send({ type: "chat", room, text: m.text, client_id: m.id });
+      send(frame);
     }
     const wait = outbox.wakeIn(Date.now());
     if (wait !== null) pumpTimer = setTimeout(pump, wait);
@@ -774,7 +773,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   }
 
   function sendTyping(on) {
-    if (on !== null && joined) send({ type: "typing", room, typing: on, ref: TYPING_REF });
+    if (on !== null && proto.joined) send({ type: "typing", room, typing: on, ref: TYPING_REF });
   }
 
   form.addEventListener("submit", (event) => {
@@ -797,7 +796,7 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   let typingTimer = null;
   function typingChanged() {
     clearTimeout(typingTimer);
-    if (!joined || ended) return;
+    if (!proto.joined || ended) return;
     sendTyping(typingNotifier.input(input.value !== "", Date.now()));
     const wait = typingNotifier.retryIn(Date.now());
     if (wait !== null) typingTimer = setTimeout(typingChanged, wait);

@@ -1,6 +1,5 @@
 // The rooms list stays live: people online and unread counts, polled from /rooms.json.
-// Room names only ever go in as text.
-"use strict";
+// Room names only ever go in as text. An ES module (strict by itself).
 
 (function () {
   const list = document.getElementById("rooms");
