@@ -1,4 +1,4 @@
-// When to tell the room "I am typing" (DESIGN.md: at most every 3 s, expiring after 6 s on the
+// When to tell the room "I am typing" (docs/client.md: at most every 3 s, expiring after 6 s on the
 // readers' side), within the server's typing limit (TYPING_RATE_PER_SECOND, TYPING_BURST) by
 // design: a notice the bucket has no token for is simply not sent. A sent message ends typing
 // on every reader's page by itself, so sending one is never followed by a "stopped typing".

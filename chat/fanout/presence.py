@@ -1,4 +1,4 @@
-"""Who is online where. In one process the hub is the truth; with Redis (see presence_redis)
+"""Who is online where. In one process the hub is the truth; with Redis (chat.fanout.redis_presence)
 every node publishes its part with a lease and readers take the union."""
 
 from __future__ import annotations
