@@ -63,7 +63,8 @@ async def history_json(request: web.Request) -> web.Response:
     if room is None or not await store.can_enter(room, user):
         return _refused(404, f"There is no room named {name!r}.")
     before = request.query.get("before", "")
-    if not before.isdigit():
+    # Bounded: a seq is a 64-bit integer in the database.
+    if not before.isdigit() or len(before) > 18:
         return _refused(400, "'before' must be a message number.")
     page = await store.history_page(name, int(before), request.app[SETTINGS].history_page_size)
     return _json(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat.conversation import SocketSession
-from chat.keys import CONVERSATIONS, HUB, METRICS, PRESENCE, SETTINGS
+from chat.keys import CONVERSATIONS, HUB, LIMITS, METRICS, PRESENCE, SETTINGS
 from chat.live.aiohttp_private import forget_upgrade
 from chat.live.connection import Connection
 from chat.web.auth import current_user, is_banned, session_id
@@ -121,6 +121,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         # announcements may await, so they run as a task the hub keeps until it finishes.
         left = hub.unregister(conn)
         hub.spawn(socket.announce_left(left))
+        if next(hub.of_user(user.id), None) is None:
+            # The typing limit is per user, across their tabs here; with the last one gone
+            # its bucket is never needed again (a first tab starts afresh, as every tab did).
+            request.app[LIMITS].typing.forget(user.id)
         log.info(
             "connection %s of %s closed (%s)",
             conn.id,

@@ -161,6 +161,7 @@ async def test_a_long_history_is_served_a_page_at_a_time(
 
     assert (await anon.get("/rooms/general/history.json?before=5")).status == 401
     assert (await client.get("/rooms/general/history.json?before=x")).status == 400
+    assert (await client.get("/rooms/general/history.json?before=" + "9" * 30)).status == 400
     await post_form(client, "/rooms", {"name": "hidden", "private": "1"}, page="/")
     assert (await bob.get("/rooms/hidden/history.json?before=5")).status == 404
 
