@@ -13,9 +13,12 @@
 // a frame means, the unconfirmed messages by client_id and their resending, the reconnect
 // backoff) is protocol.js's, which touches no DOM; this module draws what it decides. What
 // needs no DOM lives in modules of its own, unit-tested with node --test (tests/js/).
+import { OLDER_MARGIN_PX, createOlderLoader } from "./older.js";
+import { createPeople } from "./people.js";
 import { RoomProtocol } from "./protocol.js";
+import { createRenderer } from "./render.js";
 import { TypingNotifier } from "./typing.js";
-import { endedMessage, formatFull, formatTime } from "./text.js";
+import { endedMessage } from "./text.js";
 
 (function () {
   const root = document.getElementById("room");
@@ -41,8 +44,6 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   const ended_ = document.getElementById("ended");
   const baseTitle = document.title;
 
-  const GROUP_GAP_MS = 5 * 60 * 1000; // one author's messages within 5 minutes form a group
-  const TYPING_EXPIRY = 6000; // ... and a typing state expires after 6 s
   const READ_DELAY_MS = 300; // coalesce read markers during a burst
   const TYPING_REF = "typing"; // the ref of typing notices: their refusals are never shown
 
@@ -70,103 +71,19 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     rate: limit("typingRate", 1), burst: limit("typingBurst", 5), now: Date.now(),
   });
   let pumpTimer = null;
-  const typers = new Map(); // user -> expiry timer
   const readMarkers = new Map(); // user -> last seq they read
 
-  // --- time and grouping ---
-
-  function localiseTime(t) {
-    const ms = Number(t.dataset.ts);
-    t.textContent = formatTime(ms);
-    t.title = formatFull(ms);
-  }
-
-  function dayKey(ms) {
-    const d = new Date(ms);
-    return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
-  }
-
-  function dayLabel(ms) {
-    const today = new Date();
-    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
-    if (dayKey(ms) === dayKey(today.getTime())) return "Today";
-    if (dayKey(ms) === dayKey(yesterday.getTime())) return "Yesterday";
-    return new Date(ms).toLocaleDateString([], { weekday: "long", month: "long", day: "numeric" });
-  }
-
-  // Day separators, and groups: a message continues its author's group when the previous
-  // message is theirs, recent and on the same day. Run after every change to the list.
-  function regroup() {
-    for (const old of list.querySelectorAll(":scope > .day")) old.remove();
-    let prev = null;
-    let day = null;
-    for (const li of [...list.children]) {
-      if (!li.classList.contains("msg")) {
-        prev = null;
-        continue;
-      }
-      const ts = Number(li.dataset.ts);
-      if (dayKey(ts) !== day) {
-        day = dayKey(ts);
-        const sep = document.createElement("li");
-        sep.className = "day";
-        sep.setAttribute("role", "separator");
-        sep.textContent = dayLabel(ts);
-        list.insertBefore(sep, li);
-        prev = null;
-      }
-      const cont = prev !== null && prev.dataset.user === li.dataset.user
-        && ts - Number(prev.dataset.ts) < GROUP_GAP_MS;
-      li.classList.toggle("cont", cont);
-      prev = li;
-    }
-  }
-
-  // --- rendering ---
-
-  function messageElement(m) {
-    const li = document.createElement("li");
-    li.className = "msg" + (m.user === me ? " mine" : "");
-    li.tabIndex = -1; // arrow keys move through the list; focus shows the time
-    if (m.seq !== undefined) li.dataset.seq = String(m.seq);
-    li.dataset.user = m.user;
-    li.dataset.ts = String(m.ts);
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    const author = document.createElement("span");
-    author.className = "author";
-    author.textContent = m.user;
-    const time = document.createElement("time");
-    time.dataset.ts = String(m.ts);
-    time.dateTime = new Date(m.ts).toISOString();
-    localiseTime(time);
-    meta.append(author, " ", time);
-    const text = document.createElement("p");
-    text.className = "text";
-    text.textContent = m.text;
-    li.append(meta, text);
-    addMenu(li);
-    return li;
-  }
-
-  // Admins get a menu on each stored message, with "Delete…" (confirmed on its own page).
-  function addMenu(li) {
-    if (!isAdmin || !li.dataset.seq || li.querySelector(".msg-menu")) return;
-    const menu = document.createElement("details");
-    menu.className = "msg-menu";
-    const summary = document.createElement("summary");
-    summary.textContent = "⋯";
-    summary.setAttribute("aria-label", "Message actions");
-    const del = document.createElement("a");
-    del.className = "danger";
-    const query = new URLSearchParams({
-      action: "delete", room, seq: li.dataset.seq, next: location.pathname,
+  // Drawing the timeline (render.js), the people panel (people.js), older pages (older.js).
+  const { localiseTime, regroup, messageElement, addMenu, drawReceipts } = createRenderer({
+    list, me, isAdmin, room,
+  });
+  const { setPeopleStale, setPeople, addPerson, removePerson, setTyping, clearTypers } =
+    createPeople({
+      peopleEl, peopleCount, peopleBox, peopleStale, typingEl, me, isEnded: () => ended,
     });
-    del.href = "/admin/confirm?" + query.toString();
-    del.textContent = "Delete…";
-    menu.append(summary, del);
-    li.querySelector(".meta").append(menu);
-  }
+  const loadOlder = createOlderLoader({
+    list, room, oldestSeq: Number(root.dataset.oldestSeq) || 0, messageElement, regroup,
+  });
 
   function atBottom() {
     return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
@@ -266,48 +183,6 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
     document.title = unseenWhileHidden > 0 ? `(${unseenWhileHidden}) ${baseTitle}` : baseTitle;
   }
 
-  // --- older history, as the reader scrolls up ---
-
-  // The page renders the last page of the kept history (HISTORY_PAGE_SIZE); the rest comes a
-  // page at a time from history.json, above what is shown, without moving what the reader sees.
-  let oldestSeq = Number(root.dataset.oldestSeq) || 0;
-  let loadingOlder = false;
-  const OLDER_MARGIN_PX = 200; // start loading this close to the top
-
-  async function loadOlder() {
-    const marker = document.getElementById("older");
-    if (!marker || loadingOlder) return;
-    loadingOlder = true;
-    marker.setAttribute("aria-busy", "true");
-    try {
-      const url = `/rooms/${encodeURIComponent(room)}/history.json?before=${oldestSeq}`;
-      const response = await fetch(url, { headers: { Accept: "application/json" } });
-      if (!response.ok) return; // signed out or away: the status badge says so; try later
-      const page = await response.json();
-      const before = list.scrollHeight;
-      const top = list.scrollTop;
-      const anchor = marker.nextSibling;
-      for (const m of page.messages) list.insertBefore(messageElement(m), anchor);
-      oldestSeq = page.oldest_seq;
-      if (!page.older) {
-        marker.remove();
-        if (page.forgotten) {
-          const gone = document.createElement("li");
-          gone.className = "notice forgotten";
-          gone.textContent = "Earlier messages are not kept.";
-          list.insertBefore(gone, list.firstChild);
-        }
-      }
-      regroup();
-      list.scrollTop = top + (list.scrollHeight - before); // what was in view stays in view
-    } catch (err) {
-      // Unreachable: the next scroll to the top tries again.
-    } finally {
-      loadingOlder = false;
-      marker.removeAttribute("aria-busy");
-    }
-  }
-
   // --- the "new since you last read" line ---
 
   function drawUnreadLine() {
@@ -343,98 +218,14 @@ import { endedMessage, formatFull, formatTime } from "./text.js";
   function renderReceipts() {
     // The line adds height under the newest message: keep a reader at the bottom there.
     const following = atBottom();
-    drawReceipts();
+    drawReceipts(readMarkers);
     if (following) toBottom();
-  }
-
-  function drawReceipts() {
-    for (const old of list.querySelectorAll(".seen")) old.remove();
-    const mine = list.querySelectorAll(":scope > .msg.mine[data-seq]");
-    const last = mine[mine.length - 1];
-    if (!last) return;
-    const seq = Number(last.dataset.seq);
-    const names = [...readMarkers.entries()]
-      .filter(([user, read]) => user !== me && read >= seq)
-      .map(([user]) => user)
-      .sort();
-    if (names.length === 0) return;
-    const seen = document.createElement("button");
-    seen.type = "button";
-    seen.className = "seen";
-    seen.textContent = `seen by ${names.length}`;
-    seen.dataset.names = names.join(", ");
-    seen.title = names.join(", ");
-    seen.setAttribute("aria-label", `Seen by ${names.join(", ")}`);
-    last.append(seen);
   }
 
   function setReadMarker(user, seq) {
     if ((readMarkers.get(user) || 0) >= seq) return;
     readMarkers.set(user, seq);
     renderReceipts();
-  }
-
-  // --- people and typing ---
-
-  function personSelector(user) {
-    return `li[data-user="${CSS.escape(user)}"]`;
-  }
-
-  // While the socket is down, who is here is not known: the dots go grey until presence
-  // arrives again.
-  function setPeopleStale(stale) {
-    peopleBox.dataset.stale = stale ? "true" : "false";
-    peopleStale.hidden = !stale || ended;
-  }
-
-  function setPeople(users) {
-    setPeopleStale(false);
-    peopleEl.replaceChildren();
-    for (const u of users) addPerson(u);
-  }
-
-  function addPerson(user) {
-    if (peopleEl.querySelector(personSelector(user))) return;
-    const li = document.createElement("li");
-    li.dataset.user = user;
-    li.textContent = user;
-    if (user === me) {
-      const you = document.createElement("span");
-      you.className = "you";
-      you.textContent = " (you)";
-      li.append(you);
-    }
-    const after = [...peopleEl.children].find((other) => other.dataset.user > user);
-    peopleEl.insertBefore(li, after || null);
-    peopleCount.textContent = String(peopleEl.children.length);
-  }
-
-  function removePerson(user) {
-    const li = peopleEl.querySelector(personSelector(user));
-    if (li) li.remove();
-    peopleCount.textContent = String(peopleEl.children.length);
-    setTyping(user, false);
-  }
-
-  function renderTyping() {
-    const names = [...typers.keys()].sort();
-    if (names.length === 0) typingEl.textContent = "";
-    else if (names.length === 1) typingEl.textContent = `${names[0]} is typing…`;
-    else if (names.length === 2) typingEl.textContent = `${names[0]} and ${names[1]} are typing…`;
-    else typingEl.textContent = `${names.length} people are typing…`;
-  }
-
-  function setTyping(user, on) {
-    clearTimeout(typers.get(user));
-    typers.delete(user);
-    if (on) typers.set(user, setTimeout(() => setTyping(user, false), TYPING_EXPIRY));
-    renderTyping();
-  }
-
-  function clearTypers() {
-    for (const timer of typers.values()) clearTimeout(timer);
-    typers.clear();
-    renderTyping();
   }
 
   // --- connection badge ---
