@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp_jinja2
 import jinja2
-from aiohttp import WSCloseCode, web
 import orjson
+from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from chat.conversation import Conversations
@@ -77,13 +77,18 @@ def create_app(settings: Settings) -> web.Application:
     app.middlewares.extend([auth.sessions(storage), error_pages, auth.csrf_protect])
     hide_server_version()
     logs.quiet_malformed_requests()
+    # message_json: a message's state for the page's script, the same dict a socket sends
+    # (autoescaped into a data attribute), so the page and a resumed socket draw alike.
+    filters: dict[str, Callable[..., str]] = {
+        "isotime": _isotime,
+        "hhmm": _hhmm,
+        "message_json": _message_json,
+    }
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        # message_json: a message's state for the page's script, the same dict a socket sends
-        # (autoescaped into a data attribute), so the page and a resumed socket draw alike.
-        filters={"isotime": _isotime, "hhmm": _hhmm, "message_json": _message_json},
+        filters=filters,
     )
     # Versioned static URLs: a new chat.js is never served from a stale cache.
     env.globals["static"] = lambda path: app.router["static"].url_for(filename=path)

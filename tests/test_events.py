@@ -120,6 +120,7 @@ async def test_every_refusal_has_its_code(client: Client, bob: Client) -> None:
             "not_joined"
         )
         await update(a, type="delete", room="general", seq=bobs["seq"])
+        assert (await receive_type(b, "update"))["message"]["deleted"] is True
         assert await refused(b, **edit, seq=bobs["seq"], text="back") == "no_such_message"
         assert await refused(b, **react, emoji="👍") == "no_such_message"
 
@@ -140,13 +141,17 @@ async def test_reacting_in_a_private_room_one_may_not_enter_is_forbidden(
             assert got["type"] == "error" and got["code"] == "forbidden"
 
 
-@pytest.mark.parametrize("settings_env", [{"REACTION_BURST": "2", "REACTION_RATE_PER_SECOND": "0.01"}])
+@pytest.mark.parametrize(
+    "settings_env", [{"REACTION_BURST": "2", "REACTION_RATE_PER_SECOND": "0.01"}]
+)
 async def test_reactions_have_their_own_rate_limit(client: Client) -> None:
     async with client.ws_connect("/ws") as a:
         await join(a, "general")
         said = await chat(a, "general", "react to me")
         for emoji in ("👍", "🎉"):
-            got = await update(a, type="react", room="general", seq=said["seq"], emoji=emoji, on=True)
+            got = await update(
+                a, type="react", room="general", seq=said["seq"], emoji=emoji, on=True
+            )
             assert got["type"] == "update"
         got = await update(a, type="react", room="general", seq=said["seq"], emoji="❤️", on=True)
         assert got["type"] == "error" and got["code"] == "rate_limited" and got["retry_after"] > 0

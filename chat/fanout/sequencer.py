@@ -195,7 +195,10 @@ class Sequencer:
             log.warning("could not read missed messages of %r: %s", room, exc)
             return
         db_last = position.seq
-        plain = all(m.changed is None and not m.deleted and m.seq > after for m in messages)
+        # Plain: exactly the messages after `after`, one per seq, none changed since.
+        plain = [m.seq for m in messages] == list(range(after + 1, db_last + 1)) and all(
+            m.changed is None for m in messages
+        )
         if position.complete and not plain:
             # Edits, deletions or reactions among what was missed: their events' seqs have no
             # frame of their own any more (a message keeps only its latest state), so the

@@ -285,7 +285,12 @@ def update_frame(message: Message) -> str:
     the room (gap detection covers it), `message` the message's whole state as it now stands."""
     assert message.changed is not None
     return _dump(
-        {"type": "update", "room": message.room, "seq": message.changed, "message": message_dict(message)}
+        {
+            "type": "update",
+            "room": message.room,
+            "seq": message.changed,
+            "message": message_dict(message),
+        }
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chat.errors import Forbidden, NoSuchMessage
@@ -50,11 +49,11 @@ class MessageChanges(MessageLog):
             if row.user_id != actor.id and not actor.is_admin:
                 raise Forbidden("You can only delete your own messages.")
             await conn.execute(
-                delete(reactions).where(and_(reactions.c.room_id == room_id, reactions.c.seq == seq))
+                delete(reactions).where(
+                    and_(reactions.c.room_id == room_id, reactions.c.seq == seq)
+                )
             )
-            await conn.execute(
-                _one(room_id, seq).values(deleted=True, text="", changed_seq=event)
-            )
+            await conn.execute(_one(room_id, seq).values(deleted=True, text="", changed_seq=event))
 
         found = await self._change(room_name, seq, change)
         assert found is not None
@@ -74,15 +73,16 @@ class MessageChanges(MessageLog):
                 reactions.c.emoji == emoji,
             )
             if on:
-                try:
-                    async with conn.begin_nested():
-                        await conn.execute(
-                            insert(reactions).values(
-                                room_id=room_id, seq=seq, user_id=user.id, emoji=emoji, ts=now_ms()
-                            )
-                        )
-                except IntegrityError:
-                    raise _Unchanged from None
+                # The room's row is locked by this transaction already (the seq bump): nobody
+                # else changes this message's reactions between this look and the insert.
+                there = (await conn.execute(select(reactions.c.seq).where(mine))).first()
+                if there is not None:
+                    raise _Unchanged
+                await conn.execute(
+                    insert(reactions).values(
+                        room_id=room_id, seq=seq, user_id=user.id, emoji=emoji, ts=now_ms()
+                    )
+                )
             elif not (await conn.execute(delete(reactions).where(mine))).rowcount:
                 raise _Unchanged
             await conn.execute(_one(room_id, seq).values(changed_seq=event))
@@ -90,7 +90,9 @@ class MessageChanges(MessageLog):
         found = await self._change(room_name, seq, change)
         return None if found is None else found[1]
 
-    async def _change(self, room_name: str, seq: int, change: Any) -> tuple[Message, Message] | None:
+    async def _change(
+        self, room_name: str, seq: int, change: Any
+    ) -> tuple[Message, Message] | None:
         try:
             async with self._write() as conn:
                 room_id = await self._room_id(conn, room_name)

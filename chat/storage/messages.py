@@ -19,8 +19,6 @@ from chat.errors import NoSuchRoom
 from chat.models import History, HistoryPage, Message, Position, User
 from chat.storage.appending import SETTLE, Append
 from chat.storage.base import StoreBase
-from chat.storage.schema import client_ids, messages, read_markers, rooms, users
-from chat.storage.sqlite.fastread import read_transaction
 from chat.storage.reading import (
     first_seq,
     message_from_row,
@@ -28,6 +26,8 @@ from chat.storage.reading import (
     reactions_by_seq,
     reactions_query,
 )
+from chat.storage.schema import client_ids, messages, read_markers, rooms, users
+from chat.storage.sqlite.fastread import read_transaction
 from chat.storage.statements import (
     HISTORY,
     OLDEST_KEPT,
@@ -59,7 +59,9 @@ class MessageLog(StoreBase):
         """
         future: asyncio.Future[tuple[Message, bool]] = asyncio.get_running_loop().create_future()
         self.submit(
-            Append(room_name, user.id, user.username, text, client_id, SETTLE, future, None, reply_to)
+            Append(
+                room_name, user.id, user.username, text, client_id, SETTLE, future, None, reply_to
+            )
         )
         return await future
 
@@ -149,9 +151,7 @@ class MessageLog(StoreBase):
                 oldest = (await conn.execute(OLDEST_KEPT, room_params)).scalar()
                 reacted = (
                     (
-                        await conn.execute(
-                            REACTIONS, {"room": room_name, "first": first_seq(rows)}
-                        )
+                        await conn.execute(REACTIONS, {"room": room_name, "first": first_seq(rows)})
                     ).all()
                     if rows
                     else []
@@ -179,12 +179,13 @@ class MessageLog(StoreBase):
         # kept" rather than miss saying so.
         complete = oldest is None or int(oldest) <= after + 1 or int(oldest) == 1
         by_seq = reactions_by_seq(reacted)
-        # Without `since`, deleted messages are not shown; after `since`, a deleted one is
-        # sent as such (the client drops it), as is every message changed after `since`.
+        # A deleted message is sent (as such: the client drops it) only to a client that may
+        # show it, one that had its seq already; every other message changed after `since`
+        # is sent as it now stands.
         found = [
             message_from_row(room_name, r, by_seq)
             for r in rows
-            if since is not None or not r.deleted
+            if not r.deleted or (since is not None and r.seq <= after)
         ]
         return History(found, Position(last_seq, complete))
 

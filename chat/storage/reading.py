@@ -1,6 +1,7 @@
 """Rows to messages: a message as a client shows it (its text, whether it was edited or deleted,
 the quote of what it answers, its reactions), from the rows of `HISTORY`-shaped reads and of
-`REACTIONS`. Shared by a join's history, a page of history and the changes (chat.storage.changes)."""
+`REACTIONS`. Shared by a join's history, a page of history and the changes
+(chat.storage.changes)."""
 
 from __future__ import annotations
 

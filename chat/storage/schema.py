@@ -73,7 +73,14 @@ messages = Table(
     UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
 )
 
-Index("ix_messages_changed", messages.c.room_id, messages.c.changed_seq)
+# Partial: a plain message (never changed) costs its insert no entry here.
+Index(
+    "ix_messages_changed",
+    messages.c.room_id,
+    messages.c.changed_seq,
+    sqlite_where=messages.c.changed_seq.is_not(None),
+    postgresql_where=messages.c.changed_seq.is_not(None),
+)
 
 # Who reacted to a message with which emoji. Trimmed with their message (the foreign key).
 reactions = Table(

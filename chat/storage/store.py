@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat.storage.accounts import Accounts
 from chat.storage.appender import Appender
-from chat.storage.engine import create_engine
 from chat.storage.changes import MessageChanges
+from chat.storage.engine import create_engine
 from chat.storage.rooms import Rooms
 from chat.storage.schema import MIGRATION_LOCK_KEY
 from chat.storage.sqlite.fastread import FastReads

@@ -21,7 +21,14 @@ def upgrade() -> None:
     op.add_column("messages", sa.Column("reply_to", sa.BigInteger, nullable=True))
     op.add_column("messages", sa.Column("edited_at", sa.BigInteger, nullable=True))
     op.add_column("messages", sa.Column("changed_seq", sa.BigInteger, nullable=True))
-    op.create_index("ix_messages_changed", "messages", ["room_id", "changed_seq"])
+    # Partial: a plain message (never changed) costs its insert no entry here.
+    op.create_index(
+        "ix_messages_changed",
+        "messages",
+        ["room_id", "changed_seq"],
+        sqlite_where=sa.text("changed_seq IS NOT NULL"),
+        postgresql_where=sa.text("changed_seq IS NOT NULL"),
+    )
     op.add_column("rooms", sa.Column("dm_key", sa.String(32), nullable=True))
     op.create_index("uq_rooms_dm_key", "rooms", ["dm_key"], unique=True)
     op.create_table(
