@@ -630,6 +630,20 @@ import { endedMessage } from "./text.js";
     input.focus();
   });
 
+  // A reply's quote jumps to its original: loading older pages first while it is above them.
+  async function jumpTo(seq) {
+    for (let page = 0; page < 20; page += 1) {
+      const li = list.querySelector(`:scope > .msg[data-seq="${Number(seq)}"]`);
+      if (li) {
+        li.scrollIntoView({ block: "center" });
+        li.focus();
+        return;
+      }
+      if (!document.getElementById("older")) return; // nothing older is kept
+      await loadOlder();
+    }
+  }
+
   function act(kind, seq, emoji) {
     const m = stateOf(seq);
     switch (kind) {
@@ -650,16 +664,9 @@ import { endedMessage } from "./text.js";
       case "react":
         send({ type: "react", room, seq, emoji, on: true, ref: CHANGE_REF });
         break;
-      case "jump": {
-        const li = list.querySelector(`:scope > .msg[data-seq="${Number(seq)}"]`);
-        if (li) {
-          li.scrollIntoView({ block: "center" });
-          li.focus();
-        } else {
-          loadOlder(); // kept, but above what is loaded: one more page, then try again
-        }
+      case "jump":
+        jumpTo(seq);
         break;
-      }
       default:
     }
   }

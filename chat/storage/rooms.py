@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from chat.errors import Forbidden, InvalidName, LimitReached, NameTaken
 from chat.models import ROOM_NAME_RE, Room, User
 from chat.storage.base import StoreBase, room_from_row
-from chat.storage.schema import DEFAULT_ROOMS, room_members, rooms, users
+from chat.storage.schema import DEFAULT_ROOMS, read_markers, room_members, rooms, users
 from chat.storage.statements import ROOM_BY_NAME, now_ms
 
 
@@ -127,6 +127,15 @@ class Rooms(StoreBase):
                     [
                         {"room_id": room_id, "user_id": a.id, "added_at": now},
                         {"room_id": room_id, "user_id": b.id, "added_at": now},
+                    ],
+                )
+                # Read up to nothing, for both: what is said here counts as unread for the
+                # other person before they ever open it (it was said to them).
+                await conn.execute(
+                    insert(read_markers),
+                    [
+                        {"room_id": room_id, "user_id": a.id, "seq": 0},
+                        {"room_id": room_id, "user_id": b.id, "seq": 0},
                     ],
                 )
         except IntegrityError:

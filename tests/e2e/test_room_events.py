@@ -90,6 +90,10 @@ def test_a_page_that_missed_an_edit_a_deletion_and_a_reaction_shows_what_a_fresh
     assert [m["edited"] for m in resumed] == [True, True, False]
     assert resumed[2]["reactions"] == [["🎉 1", "false", "alice"]]
 
+    # The quote jumps to what it answers.
+    message(fresh, "an answer").locator(".quote").click()
+    expect(message(fresh, "first, edited")).to_be_focused()
+
     # Clicking a reaction toggles one's own, for everyone.
     message(fresh, "an answer").locator(".reaction").click()
     expect(message(a, "an answer").locator(".reaction")).to_have_text("🎉 2")
