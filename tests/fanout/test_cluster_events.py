@@ -79,3 +79,9 @@ async def test_changes_made_while_redis_is_down_reach_the_other_node_once(
             await receive_type(wb, "update", timeout=1.0)
         with pytest.raises(TimeoutError):
             await receive_type(wa, "update", timeout=0.5)
+        # What bob's socket ended up with is what a fresh join on either node shows.
+        for ws in (wa, wb):
+            fresh = {m["seq"]: m for m in (await join(ws, "general"))["messages"]}
+            assert set(fresh) == {1, 4}
+            shown = {k: v for k, v in state[1].items() if k != "client_id"}
+            assert shown == {k: v for k, v in fresh[1].items() if k != "client_id"}
