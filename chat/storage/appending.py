@@ -124,15 +124,6 @@ def store_rows(
         if room_id is None:
             outcomes[i] = NoSuchRoom(f"There is no room named {item.room!r}.")
             continue
-        if item.reply_to is not None:
-            # Rare: only a reply costs this look-up.
-            found_original = run.original(room_id, item.reply_to)
-            if found_original is None or found_original[2]:
-                outcomes[i] = NoSuchMessage(
-                    f"There is no message {item.reply_to} in #{item.room} to reply to."
-                )
-                continue
-            quotes[i] = Quote(found_original[0], quote_text(found_original[1]))
         if item.client_id is not None:
             key = (room_id, item.user_id, item.client_id)
             if key in first:
@@ -148,12 +139,24 @@ def store_rows(
                     item.client_id,
                 )
                 if found is not None:
+                    if item.reply_to is not None:  # the same reply, sent again
+                        quote = original_quote(run, room_id, item.reply_to)
+                        found = replace(found, reply_to=item.reply_to, reply=quote)
                     outcomes[i] = (found, False)
                     continue
+        if item.reply_to is not None:
+            # Rare: only a reply costs this look-up. It answers a kept message, or nothing.
+            quote = original_quote(run, room_id, item.reply_to)
+            if quote is None or quote.deleted:
+                outcomes[i] = NoSuchMessage(
+                    f"There is no message {item.reply_to} in #{item.room} to reply to."
+                )
+                continue
+            quotes[i] = quote
         fresh.setdefault(room_id, []).append(i)
     rows = []
     remembered = []  # the rows of those that have a client_id
-    trims = []  # (room id, highest seq to delete), once all the rows are in
+    trims = []  # the rooms to trim to the limit, once all the rows are in
     # Rooms in id order: two nodes storing batches for the same rooms take their row locks in
     # the same order (PostgreSQL), so neither waits for the other in a cycle.
     for room_id in sorted(fresh) if len(fresh) > 1 else fresh:
@@ -199,6 +202,15 @@ QUOTE_CHARS = 140  # how much of the original a reply's quote carries (the page 
 
 def quote_text(text: str) -> str:
     return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"
+
+
+def original_quote(run: Run, room_id: int, seq: int) -> Quote | None:
+    """What a reply to message `seq` quotes, or None when that is not kept."""
+    found = run.original(room_id, seq)
+    if found is None:
+        return None
+    username, text, deleted = found
+    return Quote(username, "" if deleted else quote_text(text), bool(deleted))
 
 
 def resent_copy(

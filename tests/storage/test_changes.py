@@ -120,6 +120,15 @@ async def test_a_reply_quotes_its_original_until_it_is_deleted_or_trimmed(store:
         await store.append_message("general", bob, "to it", None, reply_to=question.seq)
 
 
+async def test_a_reply_sent_again_is_acked_with_its_quote(store: Store) -> None:
+    alice, bob = await users(store)
+    original, _ = await store.append_message("general", alice, "q", None)
+    first, new = await store.append_message("general", bob, "a", "c-1", reply_to=original.seq)
+    again, stored = await store.append_message("general", bob, "a", "c-1", reply_to=original.seq)
+    assert new and not stored and again.seq == first.seq
+    assert again.reply_to == original.seq and again.reply == first.reply is not None
+
+
 @pytest.mark.postgres
 async def test_seq_stays_gap_free_with_edits_and_reactions_from_several_writers(
     pg_url: str,
