@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp_jinja2
 import jinja2
+import orjson
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
@@ -28,12 +29,14 @@ from chat.keys import (
     STORE,
     Limits,
 )
+from chat.live import protocol
 from chat.live.hub import Hub
+from chat.models import Message
 from chat.server import logs
 from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
 from chat.storage.store import Store
-from chat.web import account, auth, clientip, login, ops, pages, polls, socket
+from chat.web import account, auth, clientip, direct, login, ops, pages, polls, socket
 from chat.web.metrics import Metrics
 from chat.web.middlewares import error_pages, hide_server_version, security_headers
 from chat.web.passwords import PasswordHasher
@@ -74,11 +77,18 @@ def create_app(settings: Settings) -> web.Application:
     app.middlewares.extend([auth.sessions(storage), error_pages, auth.csrf_protect])
     hide_server_version()
     logs.quiet_malformed_requests()
+    # message_json: a message's state for the page's script, the same dict a socket sends
+    # (autoescaped into a data attribute), so the page and a resumed socket draw alike.
+    filters: dict[str, Callable[..., str]] = {
+        "isotime": _isotime,
+        "hhmm": _hhmm,
+        "message_json": _message_json,
+    }
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        filters={"isotime": _isotime, "hhmm": _hhmm},
+        filters=filters,
     )
     # Versioned static URLs: a new chat.js is never served from a stale cache.
     env.globals["static"] = lambda path: app.router["static"].url_for(filename=path)
@@ -95,6 +105,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(account.routes)
     app.router.add_routes(ops.routes)
     app.router.add_routes(pages.routes)
+    app.router.add_routes(direct.routes)
     app.router.add_routes(polls.routes)
     app.router.add_routes(socket.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
@@ -109,6 +120,10 @@ async def _static_caching(request: web.Request, response: web.StreamResponse) ->
             response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         else:
             response.headers["Cache-Control"] = "no-cache"
+
+
+def _message_json(message: Message) -> str:
+    return orjson.dumps(protocol.message_dict(message)).decode()
 
 
 def _isotime(ms: int) -> str:

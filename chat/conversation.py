@@ -33,7 +33,8 @@ from chat.errors import (
 from chat.keys import BROKER, HUB, LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.live import protocol
 from chat.live.connection import Connection
-from chat.live.protocol import Chat, ClientFrame, Delete, Join, Leave, Read, Typing
+from chat.live.protocol import Chat, ClientFrame, Delete, Edit, Join, Leave, React, Read, Typing
+from chat.ratelimit import TokenBuckets
 from chat.storage.appending import Append, Outcome
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,12 @@ class SocketSession:
                 case Read():
                     await self.read(frame)
                 case Delete():
+                    await self._may_change(frame.room, self.limits.chat, "chat")
                     await moderation.delete_message(self.app, self.conn.user, frame.room, frame.seq)
+                case Edit():
+                    await self.edit(frame)
+                case React():
+                    await self.react(frame)
         except ChatError as exc:
             exc.ref = exc.ref or frame.ref
             raise
@@ -169,6 +175,35 @@ class SocketSession:
     def _require_joined(self, room: str) -> None:
         if room not in self.conn.rooms:
             raise NotJoined(f"Join {room!r} first.")
+
+    async def _may_change(self, room: str, limit: TokenBuckets, kind: str) -> None:
+        """The checks an edit, deletion or reaction passes: joined (a room one may not enter
+        is `forbidden`, not merely `not_joined`), then the rate limit."""
+        if room not in self.conn.rooms:
+            found = await self.store.room_by_name(room)
+            if found is None:
+                raise NoSuchRoom(f"There is no room named {room!r}.")
+            if not await self.store.can_enter(found, self.conn.user):
+                raise Forbidden(f"#{room} is a private room you are not a member of.")
+            raise NotJoined(f"Join {room!r} first.")
+        wait = limit.take(self.conn.user.id)
+        if wait:
+            self.metrics.rate_limited.labels(kind).inc()
+            raise TooMany("You are doing that too fast.", retry_after=wait)
+
+    async def edit(self, frame: Edit) -> None:
+        await self._may_change(frame.room, self.limits.chat, "chat")
+        message = await self.store.edit_message(frame.room, frame.seq, self.conn.user, frame.text)
+        # Published at once, nothing awaited in between: on SQLite commit order is publish order.
+        self.broker.publish(frame.room, protocol.update_frame(message), message.changed)
+
+    async def react(self, frame: React) -> None:
+        await self._may_change(frame.room, self.limits.reaction, "reaction")
+        message = await self.store.react(
+            frame.room, frame.seq, self.conn.user, frame.emoji, frame.on
+        )
+        if message is not None:  # None: it already stood so, nothing changed
+            self.broker.publish(frame.room, protocol.update_frame(message), message.changed)
 
     async def join(self, frame: Join) -> None:
         conn, room = self.conn, frame.room
@@ -234,6 +269,7 @@ class SocketSession:
                 self.conversations,
                 self,
                 frame,
+                frame.reply_to,
             )
         )
 

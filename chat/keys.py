@@ -27,6 +27,7 @@ class Limits:
 
     chat: TokenBuckets
     typing: TokenBuckets
+    reaction: TokenBuckets
     login_by_ip: TokenBuckets
     login_by_name: TokenBuckets
     register_by_ip: TokenBuckets
@@ -38,6 +39,7 @@ class Limits:
         return cls(
             chat=TokenBuckets(s.chat_rate_per_second, s.chat_burst),
             typing=TokenBuckets(s.typing_rate_per_second, s.typing_burst),
+            reaction=TokenBuckets(s.reaction_rate_per_second, s.reaction_burst),
             login_by_ip=TokenBuckets(per_minute / 60.0, per_minute),
             login_by_name=TokenBuckets(per_minute / 60.0, per_minute),
             register_by_ip=TokenBuckets(

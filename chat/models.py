@@ -37,6 +37,13 @@ class Room:
     created_at: int
     is_private: bool = False
     created_by: int | None = None
+    # A direct conversation between two people ("lo-hi" user ids): two fixed members, listed
+    # apart, never invited into.
+    dm_key: str | None = None
+
+    @property
+    def is_direct(self) -> bool:
+        return self.dm_key is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,31 @@ class Message:
     text: str
     ts: int  # milliseconds since the epoch, UTC
     client_id: str | None = None
+    # Its state beyond the text (issue 14): every change to it is an event with the room's
+    # next seq, and `changed` is the seq of the last one (None: never changed).
+    deleted: bool = False
+    edited_at: int | None = None
+    reply_to: int | None = None
+    reply: Quote | None = None  # what `reply_to` said, when it is still kept
+    reactions: tuple[Reaction, ...] = ()
+    changed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The start of the message a reply answers, as it stands."""
+
+    user: str
+    text: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji on a message and who chose it, in the order they did."""
+
+    emoji: str
+    users: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

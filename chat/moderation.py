@@ -11,7 +11,7 @@ import logging
 from aiohttp import web
 
 from chat import resets
-from chat.errors import Forbidden, NoSuchMessage
+from chat.errors import Forbidden
 from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, METRICS, PASSWORDS, STORE
 from chat.live import protocol
@@ -87,12 +87,14 @@ async def unban(app: web.Application, actor: User, target: User) -> None:
 
 
 async def delete_message(app: web.Application, actor: User, room: str, seq: int) -> None:
-    """Hide the message from history and tell every open page of the room to drop it."""
-    _require_admin(actor)
-    message = await app[STORE].delete_message(room, seq)
-    if message is None:
-        raise NoSuchMessage(f"There is no message {seq} in #{room}.")
-    app[BROKER].publish(room, protocol.deleted_frame(room, seq))
+    """Delete a message (its author, or an admin): an event of the room with its own seq,
+    published as an `update` with the message's state (`deleted`) to every node."""
+    message, now = await app[STORE].remove_message(room, seq, actor)
+    # Published at once, before anything awaits: on SQLite, commit order is publish order.
+    assert now.changed is not None
+    app[BROKER].publish(room, protocol.update_frame(now), now.changed)
+    if message.user == actor.username:
+        return  # one's own message: not moderation
     # The log keeps what it said (admins only see the log), cut to the log's detail size.
     said = f"{message.user}: {message.text}"
     said = said if len(said) <= DETAIL_CHARS else said[: DETAIL_CHARS - 1] + "…"
@@ -134,10 +136,14 @@ async def remove(app: web.Application, actor: User, room: Room, target: User) ->
 
 
 def can_manage(actor: User, room: Room) -> bool:
+    if room.is_direct:  # two fixed members
+        return False
     return actor.is_admin or (room.created_by is not None and room.created_by == actor.id)
 
 
 async def _require_manager(app: web.Application, actor: User, room: Room) -> None:
+    if room.is_direct:
+        raise Forbidden("A direct conversation has two fixed members: nobody can be invited.")
     if not room.is_private:
         raise Forbidden("Only private rooms have a member list.")
     if not can_manage(actor, room):

@@ -55,6 +55,9 @@ class Settings:
     chat_burst: int = 20
     typing_rate_per_second: float = 1.0
     typing_burst: int = 5
+    # Reactions (added or taken back), per user: a limit of their own, not the chat's.
+    reaction_rate_per_second: float = 2.0
+    reaction_burst: int = 10
     login_attempts_per_minute: int = 5
     registrations_per_hour: int = 20
     max_connections_per_user: int = 20
@@ -214,6 +217,10 @@ class Settings:
                 "TYPING_RATE_PER_SECOND", float, d.typing_rate_per_second, low=0.01
             ),
             typing_burst=reader.number("TYPING_BURST", int, d.typing_burst, low=1),
+            reaction_rate_per_second=reader.number(
+                "REACTION_RATE_PER_SECOND", float, d.reaction_rate_per_second, low=0.01
+            ),
+            reaction_burst=reader.number("REACTION_BURST", int, d.reaction_burst, low=1),
             login_attempts_per_minute=reader.number(
                 "LOGIN_ATTEMPTS_PER_MINUTE", int, d.login_attempts_per_minute, low=1
             ),

@@ -2,17 +2,19 @@
 // with textContent (or into data attributes), never as HTML.
 //
 // Protocol it relies on (docs/protocol.md):
-//   sends    join {room, since}, chat {room, text, client_id}, typing {room, typing},
-//            read {room, seq}
+//   sends    join {room, since}, chat {room, text, client_id, reply_to?}, typing {room, typing},
+//            read {room, seq}, edit {room, seq, text}, delete {room, seq},
+//            react {room, seq, emoji, on}
 //   receives history {messages, complete}, chat {seq, user, text, ts, client_id?},
-//            presence {users, read?: {user: seq}}, join/leave {user}, typing {user, typing},
-//            receipt {user, seq}, deleted {seq}, error {code, message, ref?, retry_after?}
+//            update {seq, message}, presence {users, read?: {user: seq}}, join/leave {user},
+//            typing {user, typing}, receipt {user, seq}, error {code, message, ref?, retry_after?}
 //   A text frame may carry several JSON documents separated by "\n".
 //   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
 // An ES module (strict by itself). The protocol state (the last seq shown, joined or not, what
 // a frame means, the unconfirmed messages by client_id and their resending, the reconnect
 // backoff) is protocol.js's, which touches no DOM; this module draws what it decides. What
 // needs no DOM lives in modules of its own, unit-tested with node --test (tests/js/).
+import { lastEditable, toggleReaction } from "./events.js";
 import { OLDER_MARGIN_PX, createOlderLoader } from "./older.js";
 import { createPeople } from "./people.js";
 import { RoomProtocol } from "./protocol.js";
@@ -46,6 +48,11 @@ import { endedMessage } from "./text.js";
 
   const READ_DELAY_MS = 300; // coalesce read markers during a burst
   const TYPING_REF = "typing"; // the ref of typing notices: their refusals are never shown
+  const CHANGE_REF = "change"; // edits, deletions, reactions: a refusal shows under the form
+  const composing = document.getElementById("composing");
+  const composingText = document.getElementById("composing-text");
+  let editing = null; // the seq being edited, or null
+  let replyTo = null; // the seq being answered, or null
 
   const readSeqAtLoad = Number(root.dataset.readSeq) || 0;
   let readSent = readSeqAtLoad;
@@ -74,9 +81,9 @@ import { endedMessage } from "./text.js";
   const readMarkers = new Map(); // user -> last seq they read
 
   // Drawing the timeline (render.js), the people panel (people.js), older pages (older.js).
-  const { localiseTime, regroup, messageElement, addMenu, drawReceipts } = createRenderer({
-    list, me, isAdmin, room,
-  });
+  const {
+    localiseTime, regroup, messageElement, addMenu, drawReceipts, applyState, stateOf, hydrate,
+  } = createRenderer({ list, me, isAdmin, room, act: (...args) => act(...args) });
   const { setPeopleStale, setPeople, addPerson, removePerson, setTyping, clearTypers } =
     createPeople({
       peopleEl, peopleCount, peopleBox, peopleStale, typingEl, me, isEnded: () => ended,
@@ -174,6 +181,7 @@ import { endedMessage } from "./text.js";
     localiseTime(time);
     const why = el.querySelector(".why");
     if (why) why.remove();
+    applyState(m); // its state (a reply's quote) as the server stored it
     addMenu(el);
     pump();
     return true;
@@ -401,6 +409,8 @@ import { endedMessage } from "./text.js";
       proto.accept(m); // history is authoritative: its gap is said by the notice above
       addMessage(m);
     }
+    // What changed while away (edited, deleted, reactions): shown as it now stands.
+    for (const m of plan.changes) applyState(m);
     proto.joinedAt(plan); // what is still unconfirmed goes out again, in order (pump)
     root.dataset.joined = "true"; // tests and styles can tell a live page from a stale one
     regroup();
@@ -451,15 +461,24 @@ import { endedMessage } from "./text.js";
       case "receipt":
         setReadMarker(frame.user, frame.seq);
         break;
-      case "deleted": {
-        const li = list.querySelector(`:scope > .msg[data-seq="${Number(frame.seq)}"]`);
-        if (li) {
-          li.remove();
+      case "update":
+        switch (proto.update(frame)) {
+          case "wait":
+          case "seen":
+            return;
+          case "gap":
+            rejoin();
+            return;
+          default:
+        }
+        proto.shown(frame);
+        if (applyState(frame.message)) {
           regroup();
           renderReceipts();
         }
+        if (editing === frame.message.seq && frame.message.deleted) stopComposing();
+        maybeSendRead();
         break;
-      }
       case "error":
         showError(frame);
         break;
@@ -471,6 +490,10 @@ import { endedMessage } from "./text.js";
   function showError(frame) {
     // A typing notice is a courtesy: if one is refused, the person has nothing to do about it.
     if (frame.ref === TYPING_REF) return;
+    if (frame.ref === CHANGE_REF) {
+      formError.textContent = frame.message;
+      return;
+    }
     const entry = frame.ref && pending.get(frame.ref);
     if (!entry) {
       formError.textContent = frame.message;
@@ -546,8 +569,20 @@ import { endedMessage } from "./text.js";
       formError.dataset.kind = "length";
       return;
     }
+    if (editing !== null) {
+      // An edit goes at once (not through the outbox): it is refused while not connected.
+      if (!proto.joined || !send({ type: "edit", room, seq: editing, text, ref: CHANGE_REF })) {
+        formError.textContent = "Not connected: the edit was not sent.";
+        return;
+      }
+      input.value = "";
+      stopComposing();
+      showCount();
+      return;
+    }
     const clientId = newClientId();
-    const el = messageElement({ user: me, text, ts: Date.now() });
+    const extra = replyTo !== null ? { reply_to: replyTo } : {};
+    const el = messageElement({ user: me, text, ts: Date.now(), ...extra, reply: undefined });
     el.classList.add("pending");
     el.dataset.clientId = clientId;
     removeEmptyNotice();
@@ -559,8 +594,81 @@ import { endedMessage } from "./text.js";
     showCount();
     typingNotifier.sent(); // the message itself ends "typing…" on every reader's page
     // Not joined (reconnecting, offline): it stays pending and goes out after the re-join.
-    outbox.add(clientId, text);
+    outbox.add(clientId, text, extra);
+    stopComposing();
     pump();
+  }
+
+  // --- editing, replying, deleting, reacting ---
+
+  function startComposing(kind, seq) {
+    const m = stateOf(seq);
+    if (!m) return;
+    editing = kind === "edit" ? seq : null;
+    replyTo = kind === "reply" ? seq : null;
+    const first = String(m.text).split("\n")[0];
+    composingText.textContent = kind === "edit" ? "Editing your message" : `Replying to ${m.user}: ${first}`;
+    composing.hidden = false;
+    if (kind === "edit") {
+      input.value = m.text;
+      showCount();
+    }
+    input.focus();
+  }
+
+  function stopComposing() {
+    if (editing !== null) input.value = "";
+    editing = null;
+    replyTo = null;
+    composing.hidden = true;
+    composingText.textContent = "";
+  }
+
+  document.getElementById("composing-cancel").addEventListener("click", () => {
+    stopComposing();
+    showCount();
+    input.focus();
+  });
+
+  // A reply's quote jumps to its original: loading older pages first while it is above them.
+  async function jumpTo(seq) {
+    for (let page = 0; page < 20; page += 1) {
+      const li = list.querySelector(`:scope > .msg[data-seq="${Number(seq)}"]`);
+      if (li) {
+        li.scrollIntoView({ block: "center" });
+        li.focus();
+        return;
+      }
+      if (!document.getElementById("older")) return; // nothing older is kept
+      await loadOlder();
+    }
+  }
+
+  function act(kind, seq, emoji) {
+    const m = stateOf(seq);
+    switch (kind) {
+      case "reply":
+      case "edit":
+        startComposing(kind, seq);
+        break;
+      case "delete":
+        if (window.confirm("Delete this message? Everyone will see that it was deleted.")) {
+          if (!send({ type: "delete", room, seq, ref: CHANGE_REF })) {
+            formError.textContent = "Not connected: the message was not deleted.";
+          }
+        }
+        break;
+      case "toggle":
+        if (m) send({ ...toggleReaction(room, m, emoji, me), ref: CHANGE_REF });
+        break;
+      case "react":
+        send({ type: "react", room, seq, emoji, on: true, ref: CHANGE_REF });
+        break;
+      case "jump":
+        jumpTo(seq);
+        break;
+      default:
+    }
   }
 
   function sendTyping(on) {
@@ -576,6 +684,19 @@ import { endedMessage } from "./text.js";
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submit();
+    } else if (event.key === "ArrowUp" && input.value === "" && editing === null) {
+      // As in Slack: Up in an empty composer edits my last message.
+      const mine = [...list.querySelectorAll(":scope > .msg[data-seq]")].map((li) => ({
+        seq: Number(li.dataset.seq), user: li.dataset.user,
+      }));
+      const seq = lastEditable(mine, me);
+      if (seq !== null) {
+        event.preventDefault();
+        startComposing("edit", seq);
+      }
+    } else if (event.key === "Escape" && !composing.hidden) {
+      stopComposing();
+      showCount();
     }
   });
 
@@ -636,6 +757,7 @@ import { endedMessage } from "./text.js";
 
   // --- start ---
 
+  for (const li of list.querySelectorAll(":scope > .msg[data-state]")) hydrate(li);
   for (const t of list.querySelectorAll("time[data-ts]")) localiseTime(t);
   for (const li of list.querySelectorAll(":scope > .msg")) addMenu(li);
   regroup();

@@ -28,8 +28,9 @@ export class Outbox {
     return this.queue.some((e) => e.id === id);
   }
 
-  add(id, text) {
-    this.queue.push({ id, text, sent: false });
+  // extra: more fields of the chat frame (a reply's `reply_to`).
+  add(id, text, extra = {}) {
+    this.queue.push({ id, text, extra, sent: false });
   }
 
   inFlight() {
@@ -47,7 +48,7 @@ export class Outbox {
       if (!this.bucket.take(now)) break;
       const entry = this.queue[i];
       entry.sent = true;
-      out.push({ id: entry.id, text: entry.text });
+      out.push({ id: entry.id, text: entry.text, extra: entry.extra || {} });
     }
     return out;
   }

@@ -35,6 +35,14 @@ export function createPeople({ peopleEl, peopleCount, peopleBox, peopleStale, ty
       you.className = "you";
       you.textContent = " (you)";
       li.append(you);
+    } else {
+      // A direct conversation with them (the icon is drawn by CSS: the text stays the name).
+      const dm = document.createElement("a");
+      dm.className = "dm-link";
+      dm.href = "/dm/" + encodeURIComponent(user);
+      dm.title = "Direct message";
+      dm.setAttribute("aria-label", "Direct message " + user);
+      li.append(dm);
     }
     const after = [...peopleEl.children].find((other) => other.dataset.user > user);
     peopleEl.insertBefore(li, after || null);

@@ -74,6 +74,14 @@ export class RoomProtocol {
     return this.isShown(frame) ? "seen" : "new";
   }
 
+  // A live `update` (an edit, a deletion, a reaction: an event with its own seq): "wait",
+  // "gap" and "seen" as for `chat`, else "apply" (then `shown(frame)`: the page stands at it).
+  update(frame) {
+    if (!this.joined) return "wait";
+    if (frame.seq > this.lastSeq + 1) return "gap";
+    return frame.seq <= this.lastSeq ? "seen" : "apply";
+  }
+
   isShown(message) {
     return message.seq <= this.lastSeq;
   }
@@ -110,7 +118,7 @@ export class RoomProtocol {
   take(now) {
     if (!this.joined) return [];
     return this.outbox.take(now).map((m) => ({
-      type: "chat", room: this.room, text: m.text, client_id: m.id,
+      type: "chat", room: this.room, text: m.text, client_id: m.id, ...m.extra,
     }));
   }
 

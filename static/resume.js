@@ -14,11 +14,14 @@ function lastOf(messages, fallback) {
 //   earlier   on a reset: whether to say that earlier messages are not kept (as a fresh page
 //             does when the kept history does not reach back to the room's first message);
 //   missed    how many messages after `lastSeq` are no longer kept (0: say nothing);
-//   messages  the messages to add, in seq order (none the page already has);
+//   messages  the messages to add, in seq order (none the page already has, none deleted);
+//   changes   the current state of messages the page may already show (edited, deleted,
+//             reactions: each replaces what the page shows of it; a deleted one goes);
 //   lastSeq   the page's last seq afterwards: the history's `last_seq` when it says more
 //             (the newest messages may have been deleted), so the next live message is no gap.
 export function planHistory(lastSeq, frame) {
-  const messages = frame.messages || [];
+  const all = frame.messages || [];
+  const messages = all.filter((m) => !m.deleted);
   const roomLast = typeof frame.last_seq === "number" ? frame.last_seq : 0;
   if (frame.reset) {
     return {
@@ -26,10 +29,12 @@ export function planHistory(lastSeq, frame) {
       earlier: !frame.complete && messages.length > 0,
       missed: 0,
       messages,
+      changes: [],
       lastSeq: Math.max(roomLast, lastOf(messages, 0)),
     };
   }
   const fresh = messages.filter((m) => m.seq > lastSeq);
+  const changes = all.filter((m) => m.seq <= lastSeq || m.deleted);
   let missed = 0;
   if (!frame.complete && lastSeq > 0) {
     // The first message the page gets after lastSeq; with none kept, the one after the room's last.
@@ -41,6 +46,7 @@ export function planHistory(lastSeq, frame) {
     earlier: false,
     missed,
     messages: fresh,
+    changes,
     lastSeq: Math.max(lastSeq, lastOf(fresh, lastSeq), roomLast),
   };
 }

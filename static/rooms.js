@@ -43,12 +43,31 @@
     }
   }
 
+  // Direct messages: the other person's presence and the unread count, on the entries shown
+  // (a new conversation appears on the next page load).
+  function renderDirect(direct) {
+    for (const d of direct || []) {
+      const li = document.querySelector(`#direct li[data-room="${CSS.escape(d.name)}"]`);
+      if (!li) continue;
+      const presence = li.querySelector(".presence");
+      presence.dataset.online = d.online ? "true" : "false";
+      presence.textContent = d.online ? "online" : "away";
+      const unread = li.querySelector(".unread");
+      unread.querySelector(".n").textContent = String(d.unread);
+      unread.hidden = d.unread === 0;
+    }
+  }
+
   async function poll() {
     clearTimeout(timer);
     try {
       const response = await fetch("/rooms.json", { headers: { Accept: "application/json" } });
       if (response.status === 401) return; // logged out: the page will say so on next click
-      if (response.ok) render((await response.json()).rooms);
+      if (response.ok) {
+        const data = await response.json();
+        render(data.rooms);
+        renderDirect(data.direct);
+      }
     } catch (err) {
       // Offline or the server is restarting: try again on the next tick.
     }

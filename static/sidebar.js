@@ -47,6 +47,20 @@ function render(list, current, rooms) {
   }
 }
 
+// Direct messages: presence and unread on the entries shown.
+function renderDirect(current, direct) {
+  for (const d of direct || []) {
+    const li = document.querySelector(`#direct-list li[data-room="${CSS.escape(d.name)}"]`);
+    if (!li) continue;
+    const presence = li.querySelector(".presence");
+    presence.dataset.online = d.online ? "true" : "false";
+    presence.title = d.online ? "online" : "away";
+    const unread = li.querySelector(".unread");
+    unread.querySelector(".n").textContent = String(d.unread);
+    unread.hidden = d.unread === 0 || d.name === current;
+  }
+}
+
 if (nav) {
   const list = document.getElementById("room-list");
   const current = nav.dataset.current;
@@ -55,7 +69,11 @@ if (nav) {
     try {
       const response = await fetch("/rooms.json", { headers: { Accept: "application/json" } });
       if (response.status === 401) return; // the room page says the session ended
-      if (response.ok) render(list, current, (await response.json()).rooms);
+      if (response.ok) {
+        const data = await response.json();
+        render(list, current, data.rooms);
+        renderDirect(current, data.direct);
+      }
     } catch (err) {
       // Offline or restarting: the room's status badge says so; try again on the next tick.
     }

@@ -85,17 +85,17 @@ async def test_admin_deletes_a_message_over_the_socket_everywhere(
         await receive_type(a, "chat")
         await send(a, type="delete", room="general", seq=spam["seq"])
         for ws in (a, b):
-            assert await receive_type(ws, "deleted") == {
-                "type": "deleted",
-                "room": "general",
-                "seq": spam["seq"],
-            }
-        # Gone from history and from the page; the seq still counts, so nobody sees a gap.
+            # The deletion is an event of the room: the next seq, the message as it now stands.
+            update = await receive_type(ws, "update")
+            assert update["seq"] == spam["seq"] + 1
+            assert update["message"]["seq"] == spam["seq"] and update["message"]["deleted"]
+            assert update["message"]["text"] == ""
+        # Gone from history and from the page; the seqs still count, so nobody sees a gap.
         history = await join(b, "general", since=0)
         assert [m["text"] for m in history["messages"]] == ["keep me"]
         assert history["complete"] is True
         after = await chat(b, "general", "after")
-        assert after["seq"] == spam["seq"] + 1
+        assert after["seq"] == spam["seq"] + 2
     body = await (await bob.get("/rooms/general")).text()
     assert "buy now" not in body and "keep me" in body
     messages, _ = await app[STORE].history("general", keep["seq"] - 1)
@@ -125,7 +125,7 @@ async def test_delete_from_the_admin_page_reaches_open_pages(client: Client, bob
         sent = await chat(b, "general", "oops")
         response = await moderate(client, action="delete", room="#general", seq=str(sent["seq"]))
         assert response.status == 302  # type: ignore[attr-defined]
-        assert (await receive_type(b, "deleted"))["seq"] == sent["seq"]
+        assert (await receive_type(b, "update"))["message"]["seq"] == sent["seq"]
     response = await moderate(client, action="delete", room="general", seq="12345")
     assert response.status == 404  # type: ignore[attr-defined]
     assert "There is no message 12345" in await response.text()  # type: ignore[attr-defined]

@@ -195,7 +195,18 @@ class Sequencer:
             log.warning("could not read missed messages of %r: %s", room, exc)
             return
         db_last = position.seq
-        if position.complete:
+        # Plain: exactly the messages after `after`, one per seq, none changed since.
+        plain = [m.seq for m in messages] == list(range(after + 1, db_last + 1)) and all(
+            m.changed is None for m in messages
+        )
+        if position.complete and not plain:
+            # Edits, deletions or reactions among what was missed: their events' seqs have no
+            # frame of their own any more (a message keeps only its latest state), so the
+            # room's sockets get what a resuming client gets, a `history` of the new and
+            # changed messages, delivered as seq `db_last` (a socket given that much already
+            # gets nothing).
+            self._deliver(room, db_last, protocol.history_frame(room, messages, position))
+        elif position.complete:
             for message in messages:
                 if message.seq > self.last.get(room, 0):
                     self._deliver(room, message.seq, protocol.chat_frame(message))

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import emoji
 import orjson
 
 from chat.errors import BadRequest, ChatError, TooLong, UnknownType
@@ -36,6 +37,7 @@ class Chat:
     text: str
     client_id: str | None
     ref: str | None = None
+    reply_to: int | None = None  # the seq of the message this one answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +56,37 @@ class Read:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
-    """An admin removes one message from a room's history and from every open page."""
+    """Its author (or an admin) deletes one message."""
 
     room: str
     seq: int
     ref: str | None = None
 
 
-ClientFrame = Join | Leave | Chat | Typing | Read | Delete
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Its author replaces a message's text."""
+
+    room: str
+    seq: int
+    text: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    """Add (`on`) or take back one's reaction to a message."""
+
+    room: str
+    seq: int
+    emoji: str
+    on: bool
+    ref: str | None = None
+
+
+ClientFrame = Join | Leave | Chat | Typing | Read | Delete | Edit | React
+# A reaction is one emoji: a grapheme of at most this many code points (ZWJ families are long).
+MAX_EMOJI_CHARS = 16
 
 
 def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
@@ -83,7 +108,13 @@ def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
             return Leave(_room(obj), ref)
         if kind == "chat":
             client_id = _optional_str(obj, "client_id", ref)
-            return Chat(_room(obj), _text(obj, max_text_chars), client_id, ref or client_id)
+            return Chat(
+                _room(obj),
+                _text(obj, max_text_chars),
+                client_id,
+                ref or client_id,
+                _optional_seq(obj, "reply_to"),
+            )
         if kind == "typing":
             typing = obj.get("typing")
             if not isinstance(typing, bool):
@@ -95,10 +126,14 @@ def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
                 raise BadRequest("missing field 'seq'")
             return Read(_room(obj), seq, ref)
         if kind == "delete":
-            seq = _optional_seq(obj, "seq")
-            if seq is None:
-                raise BadRequest("missing field 'seq'")
-            return Delete(_room(obj), seq, ref)
+            return Delete(_room(obj), _seq(obj), ref)
+        if kind == "edit":
+            return Edit(_room(obj), _seq(obj), _text(obj, max_text_chars), ref)
+        if kind == "react":
+            on = obj.get("on")
+            if not isinstance(on, bool):
+                raise BadRequest("'on' must be true or false")
+            return React(_room(obj), _seq(obj), _emoji(obj), on, ref)
     except ChatError as exc:
         # Attach the client's reference so it can show the error beside what caused it.
         exc.ref = exc.ref or ref or _safe_client_id(obj)
@@ -124,6 +159,24 @@ def _text(obj: Mapping[str, Any], max_chars: int) -> str:
     if len(text) > max_chars:
         raise TooLong(f"'text' is longer than {max_chars} characters")
     return text
+
+
+def _seq(obj: Mapping[str, Any]) -> int:
+    seq = _optional_seq(obj, "seq")
+    if seq is None:
+        raise BadRequest("missing field 'seq'")
+    return seq
+
+
+def _emoji(obj: Mapping[str, Any]) -> str:
+    value = obj.get("emoji")
+    if not isinstance(value, str):
+        raise BadRequest("missing field 'emoji'")
+    # The `emoji` package knows Unicode's emoji list, sequences included (flags, skin tones,
+    # ZWJ families): exactly one of them, nothing around it.
+    if not 0 < len(value) <= MAX_EMOJI_CHARS or not emoji.is_emoji(value):
+        raise BadRequest("'emoji' must be a single emoji")
+    return value
 
 
 def _optional_seq(obj: Mapping[str, Any], key: str) -> int | None:
@@ -158,6 +211,7 @@ def _dump(frame: dict[str, Any]) -> str:
 
 
 def message_dict(message: Message) -> dict[str, Any]:
+    """A message as a client shows it; what a plain message lacks is left out."""
     out: dict[str, Any] = {
         "room": message.room,
         "seq": message.seq,
@@ -167,6 +221,20 @@ def message_dict(message: Message) -> dict[str, Any]:
     }
     if message.client_id is not None:
         out["client_id"] = message.client_id
+    if message.deleted:
+        out["deleted"] = True
+    if message.edited_at is not None:
+        out["edited_at"] = message.edited_at
+    if message.reply_to is not None:
+        out["reply_to"] = message.reply_to
+        quote = message.reply
+        out["reply"] = (
+            None
+            if quote is None
+            else {"user": quote.user, "text": quote.text, "deleted": quote.deleted}
+        )
+    if message.reactions:
+        out["reactions"] = [{"emoji": r.emoji, "users": list(r.users)} for r in message.reactions]
     return out
 
 
@@ -212,8 +280,18 @@ def receipt_frame(room: str, user: str, seq: int) -> str:
     return _dump({"type": "receipt", "room": room, "user": user, "seq": seq})
 
 
-def deleted_frame(room: str, seq: int) -> str:
-    return _dump({"type": "deleted", "room": room, "seq": seq})
+def update_frame(message: Message) -> str:
+    """A change to a kept message (edit, deletion, reaction): `seq` is the change's own seq in
+    the room (gap detection covers it), `message` the message's whole state as it now stands."""
+    assert message.changed is not None
+    return _dump(
+        {
+            "type": "update",
+            "room": message.room,
+            "seq": message.changed,
+            "message": message_dict(message),
+        }
+    )
 
 
 def error_frame(error: ChatError) -> str:

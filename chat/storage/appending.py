@@ -15,17 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
-from chat.errors import NoSuchRoom
-from chat.models import Message
+from chat.errors import NoSuchMessage, NoSuchRoom
+from chat.models import Message, Quote
 from chat.storage.statements import (
     BY_CLIENT_ID,
     INSERT_MESSAGE,
     NEXT_SEQ,
+    ORIGINAL,
     REMEMBER_CLIENT_ID,
     ROOM_ID,
     TRIM,
@@ -60,6 +61,7 @@ class Append:
     to: Committed
     sender: Any = None
     ref: Any = None
+    reply_to: int | None = None  # the seq of the message this one answers
 
 
 def hand_over(batch: Sequence[Append], outcomes: Sequence[Outcome]) -> None:
@@ -95,7 +97,13 @@ class Run(Protocol):
 
     def remember(self, rows: list[dict[str, Any]]) -> None: ...
 
-    def trim(self, room_id: int, upto: int) -> None: ...
+    def original(self, room_id: int, seq: int) -> Any:
+        """The kept message `seq` as (username, text, deleted), or None: what a reply quotes."""
+        ...
+
+    def trim(self, room_id: int, keep: int) -> None:
+        """Delete all but the room's `keep` newest messages."""
+        ...
 
 
 def store_rows(
@@ -110,6 +118,7 @@ def store_rows(
     fresh: dict[int, list[int]] = {}  # room id -> positions of its new messages
     first: dict[tuple[int, int, str], int] = {}  # a client_id's first position here
     resent: list[tuple[int, int]] = []  # (position, position of the same message here)
+    quotes: dict[int, Quote] = {}  # position -> what its reply quotes
     for i, item in enumerate(batch):
         room_id = run.room_id(item.room)
         if room_id is None:
@@ -130,24 +139,36 @@ def store_rows(
                     item.client_id,
                 )
                 if found is not None:
+                    if item.reply_to is not None:  # the same reply, sent again
+                        quote = original_quote(run, room_id, item.reply_to)
+                        found = replace(found, reply_to=item.reply_to, reply=quote)
                     outcomes[i] = (found, False)
                     continue
+        if item.reply_to is not None:
+            # Rare: only a reply costs this look-up. It answers a kept message, or nothing.
+            quote = original_quote(run, room_id, item.reply_to)
+            if quote is None or quote.deleted:
+                outcomes[i] = NoSuchMessage(
+                    f"There is no message {item.reply_to} in #{item.room} to reply to."
+                )
+                continue
+            quotes[i] = quote
         fresh.setdefault(room_id, []).append(i)
     rows = []
     remembered = []  # the rows of those that have a client_id
-    trims = []  # (room id, highest seq to delete), once all the rows are in
+    trims = []  # the rooms to trim to the limit, once all the rows are in
     # Rooms in id order: two nodes storing batches for the same rooms take their row locks in
     # the same order (PostgreSQL), so neither waits for the other in a cycle.
     for room_id in sorted(fresh) if len(fresh) > 1 else fresh:
         positions = fresh[room_id]
         last = run.next_seq(room_id, len(positions))
-        trims.append((room_id, last - history_limit))
+        trims.append(room_id)
         for seq, i in enumerate(positions, last - len(positions) + 1):
             item = batch[i]
-            outcomes[i] = (
-                Message(item.room, seq, item.username, item.text, ts, item.client_id),
-                True,
-            )
+            message = Message(item.room, seq, item.username, item.text, ts, item.client_id)
+            if item.reply_to is not None:
+                message = replace(message, reply_to=item.reply_to, reply=quotes.get(i))
+            outcomes[i] = (message, True)
             row = {
                 "room_id": room_id,
                 "seq": seq,
@@ -155,6 +176,7 @@ def store_rows(
                 "text": item.text,
                 "ts": ts,
                 "client_id": item.client_id,
+                "reply_to": item.reply_to,
                 "deleted": False,
             }
             rows.append(row)
@@ -165,14 +187,30 @@ def store_rows(
     if remembered:
         # Refuses (IntegrityError) a resend whose original was trimmed from the history.
         run.remember(remembered)
-    for room_id, upto in trims:
-        run.trim(room_id, upto)
+    for room_id in trims:
+        run.trim(room_id, history_limit)
     for i, j in resent:
         stored = outcomes[j]
         outcomes[i] = (stored[0], False) if isinstance(stored, tuple) else stored
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(batch)
     return done
+
+
+QUOTE_CHARS = 140  # how much of the original a reply's quote carries (the page cuts it to a line)
+
+
+def quote_text(text: str) -> str:
+    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"
+
+
+def original_quote(run: Run, room_id: int, seq: int) -> Quote | None:
+    """What a reply to message `seq` quotes, or None when that is not kept."""
+    found = run.original(room_id, seq)
+    if found is None:
+        return None
+    username, text, deleted = found
+    return Quote(username, "" if deleted else quote_text(text), bool(deleted))
 
 
 def resent_copy(
@@ -213,8 +251,11 @@ class CoreRun:
     def remember(self, rows: list[dict[str, Any]]) -> None:
         self.conn.execute(REMEMBER_CLIENT_ID, rows)
 
-    def trim(self, room_id: int, upto: int) -> None:
-        self.conn.execute(TRIM, {"room_id": room_id, "upto": upto})
+    def original(self, room_id: int, seq: int) -> Any:
+        return self.conn.execute(ORIGINAL, {"room_id": room_id, "seq": seq}).first()
+
+    def trim(self, room_id: int, keep: int) -> None:
+        self.conn.execute(TRIM, {"room_id": room_id, "skip": keep - 1})
 
 
 class _Settle:

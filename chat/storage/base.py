@@ -80,4 +80,5 @@ def room_from_row(row: Any) -> Room:
         created_at=row.created_at,
         is_private=bool(row.is_private),
         created_by=row.created_by,
+        dm_key=row.dm_key,
     )

@@ -12,16 +12,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, true, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chat.errors import NoSuchRoom
 from chat.models import History, HistoryPage, Message, Position, User
 from chat.storage.appending import SETTLE, Append
 from chat.storage.base import StoreBase
+from chat.storage.reading import (
+    first_seq,
+    message_from_row,
+    page_query,
+    reactions_by_seq,
+    reactions_query,
+)
 from chat.storage.schema import client_ids, messages, read_markers, rooms, users
 from chat.storage.sqlite.fastread import read_transaction
-from chat.storage.statements import HISTORY, READ_MARKERS, ROOM_BY_NAME, ROOM_ID
+from chat.storage.statements import (
+    HISTORY,
+    OLDEST_KEPT,
+    REACTIONS,
+    READ_MARKERS,
+    ROOM_BY_NAME,
+    ROOM_ID,
+)
 
 
 class MessageLog(StoreBase):
@@ -30,7 +44,13 @@ class MessageLog(StoreBase):
     submit: Callable[[Append], None]
 
     async def append_message(
-        self, room_name: str, user: User, text: str, client_id: str | None
+        self,
+        room_name: str,
+        user: User,
+        text: str,
+        client_id: str | None,
+        *,
+        reply_to: int | None = None,
     ) -> tuple[Message, bool]:
         """Store a message with the room's next seq and trim the room to the history limit.
 
@@ -38,7 +58,11 @@ class MessageLog(StoreBase):
         returns the stored copy and False, so the caller acks it again without re-broadcasting.
         """
         future: asyncio.Future[tuple[Message, bool]] = asyncio.get_running_loop().create_future()
-        self.submit(Append(room_name, user.id, user.username, text, client_id, SETTLE, future))
+        self.submit(
+            Append(
+                room_name, user.id, user.username, text, client_id, SETTLE, future, None, reply_to
+            )
+        )
         return await future
 
     async def forget_client_ids(self, *, older_than: int, keep: int, active_since: int) -> int:
@@ -99,38 +123,69 @@ class MessageLog(StoreBase):
         room_params = {"room": room_name}
         rows_params = {"room": room_name, "after": after, "limit": self.history_limit}
         rows: Sequence[Any]
+        reacted: Sequence[Any]
         if self._fast is not None:  # every join asks: one thread hop, one snapshot
             room_sql = self.sql(ROOM_BY_NAME, room_params)
             rows_sql = self.sql(HISTORY, rows_params)
-            room, rows = await self._fast.run(
-                lambda db: read_transaction(
-                    db,
-                    lambda db: (db.execute(*room_sql).fetchone(), db.execute(*rows_sql).fetchall()),
+            oldest_sql = self.sql(OLDEST_KEPT, room_params)
+            reactions_sql = self.compiled(REACTIONS)
+
+            def read(db: Any) -> tuple[Any, Any, Any, Any]:
+                room = db.execute(*room_sql).fetchone()
+                rows = db.execute(*rows_sql).fetchall()
+                oldest = db.execute(*oldest_sql).fetchone()[0]
+                reacted = (
+                    db.execute(*reactions_sql(room=room_name, first=first_seq(rows))).fetchall()
+                    if rows
+                    else []
                 )
+                return room, rows, oldest, reacted
+
+            room, rows, oldest, reacted = await self._fast.run(
+                lambda db: read_transaction(db, read)
             )
         else:
             async with self.engine.connect() as conn:
                 room = (await conn.execute(ROOM_BY_NAME, room_params)).first()
                 rows = (await conn.execute(HISTORY, rows_params)).all()
+                oldest = (await conn.execute(OLDEST_KEPT, room_params)).scalar()
+                reacted = (
+                    (
+                        await conn.execute(REACTIONS, {"room": room_name, "first": first_seq(rows)})
+                    ).all()
+                    if rows
+                    else []
+                )
         if room is None:
             raise NoSuchRoom(f"There is no room named {room_name!r}.")
         rows = list(reversed(rows))
         # A message committed after the room row was read can still be in `rows` (on the
         # PostgreSQL path the two reads are not one snapshot): the bound the hub filters held
         # and live frames with must cover it.
-        last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
+        last_seq = max(
+            int(room.last_seq),
+            max((max(r.seq, r.changed_seq or 0) for r in rows), default=0),
+        )
         if after > last_seq:
             # Ahead of the database: what the client holds is not what the room holds.
             found, position = await self.history(room_name, None)
             return History(found, replace(position, reset=True))
         if after == last_seq:
             return History([], Position(last_seq))
-        # Deleted messages still count here: the client missed nothing it is allowed to see.
-        complete = bool(rows) and rows[0].seq == after + 1
+        # Trimming takes the oldest messages first: nothing after `after` is missing when the
+        # kept history reaches back to it, or nothing was ever trimmed (seq 1 is kept). Seqs
+        # also number edits and reactions, so a kept history that begins just after `after`
+        # by events alone counts as not complete: the client says "earlier messages are not
+        # kept" rather than miss saying so.
+        complete = oldest is None or int(oldest) <= after + 1 or int(oldest) == 1
+        by_seq = reactions_by_seq(reacted)
+        # A deleted message is sent (as such: the client drops it) only to a client that may
+        # show it, one that had its seq already; every other message changed after `since`
+        # is sent as it now stands.
         found = [
-            Message(room_name, r.seq, r.username, r.text, r.ts, r.client_id)
+            message_from_row(room_name, r, by_seq)
             for r in rows
-            if not r.deleted
+            if not r.deleted or (since is not None and r.seq <= after)
         ]
         return History(found, Position(last_seq, complete))
 
@@ -141,31 +196,26 @@ class MessageLog(StoreBase):
             room = (await conn.execute(ROOM_BY_NAME, {"room": room_name})).first()
             if room is None:
                 raise NoSuchRoom(f"There is no room named {room_name!r}.")
-            bound = messages.c.seq < before if before is not None else true()
-            rows = (
-                await conn.execute(
-                    select(
-                        messages.c.seq,
-                        messages.c.text,
-                        messages.c.ts,
-                        messages.c.deleted,
-                        users.c.username,
-                    )
-                    .join(users, users.c.id == messages.c.user_id)
-                    .where(and_(messages.c.room_id == room.id, bound))
-                    .order_by(messages.c.seq.desc())
-                    .limit(limit + 1)  # one more: whether older ones are kept
-                )
-            ).all()
+            rows = (await conn.execute(page_query(room.id, before, limit + 1))).all()
+            # One more than the page: whether older ones are kept.
+            shown = rows[:limit]
+            reacted = (
+                (await conn.execute(reactions_query(room.id, first_seq(shown)))).all()
+                if shown
+                else []
+            )
         older = len(rows) > limit
-        rows = list(reversed(rows[:limit]))
-        last_seq = max(int(room.last_seq), rows[-1].seq if rows else 0)
+        rows = list(reversed(shown))
+        last_seq = int(room.last_seq)
         # Where the next older page ends: this page's first row, else where this one began.
         start = before if before is not None else last_seq + 1
         oldest = int(rows[0].seq) if rows else start
+        by_seq = reactions_by_seq(reacted)
         return HistoryPage(
             messages=[
-                Message(room_name, r.seq, r.username, r.text, r.ts) for r in rows if not r.deleted
+                message_from_row(room_name, r, by_seq, client_id=False)
+                for r in rows
+                if not r.deleted
             ],
             older=older,
             # Nothing older is kept, yet the room's first messages are gone: HISTORY_LIMIT.
@@ -197,27 +247,6 @@ class MessageLog(StoreBase):
             )
         ).first()
         return None if row is None else Message(room_name, seq, row.username, row.text, row.ts)
-
-    async def delete_message(self, room_name: str, seq: int) -> Message | None:
-        """Wipe a message's text and hide it from history; return it as it was (for the
-        moderation log), or None if there is no such message."""
-        async with self._write() as conn:
-            room_id = await self._room_id(conn, room_name)
-            before = await self._message_at(conn, room_name, room_id, seq)
-            if before is None:
-                return None
-            result = await conn.execute(
-                update(messages)
-                .where(
-                    and_(
-                        messages.c.room_id == room_id,
-                        messages.c.seq == seq,
-                        messages.c.deleted == False,  # noqa: E712
-                    )
-                )
-                .values(deleted=True, text="")
-            )
-        return before if result.rowcount else None
 
     # --- read markers ---
 
@@ -263,18 +292,25 @@ class MessageLog(StoreBase):
         return {r.username: int(r.seq) for r in rows}
 
     async def unread_counts(self, user: User) -> dict[str, int]:
-        """Per room, how many messages came after the user's read marker (0 if never read:
-        an unopened room is not a wall of unread noise)."""
+        """Per room, how many kept messages came after the user's read marker (0 if never
+        read: an unopened room is not a wall of unread noise). Messages, not seqs: edits and
+        reactions take seqs too, and deleted messages are not waiting to be read."""
+        unread = (
+            select(rooms.c.name, func.count(messages.c.seq).label("n"))
+            .join(
+                read_markers,
+                and_(read_markers.c.room_id == rooms.c.id, read_markers.c.user_id == user.id),
+            )
+            .outerjoin(
+                messages,
+                and_(
+                    messages.c.room_id == rooms.c.id,
+                    messages.c.seq > read_markers.c.seq,
+                    messages.c.deleted == False,  # noqa: E712
+                ),
+            )
+            .group_by(rooms.c.name)
+        )
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(rooms.c.name, rooms.c.last_seq, read_markers.c.seq).join(
-                        read_markers,
-                        and_(
-                            read_markers.c.room_id == rooms.c.id,
-                            read_markers.c.user_id == user.id,
-                        ),
-                    )
-                )
-            ).all()
-        return {r.name: max(0, int(r.last_seq) - int(r.seq)) for r in rows}
+            rows = (await conn.execute(unread)).all()
+        return {r.name: int(r.n) for r in rows}

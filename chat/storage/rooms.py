@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Sequence
 
 from sqlalchemy import and_, false, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from chat.errors import InvalidName, LimitReached, NameTaken
+from chat.errors import Forbidden, InvalidName, LimitReached, NameTaken
 from chat.models import ROOM_NAME_RE, Room, User
 from chat.storage.base import StoreBase, room_from_row
-from chat.storage.schema import DEFAULT_ROOMS, room_members, rooms, users
+from chat.storage.schema import DEFAULT_ROOMS, read_markers, room_members, rooms, users
 from chat.storage.statements import ROOM_BY_NAME, now_ms
 
 
@@ -81,12 +82,96 @@ class Rooms(StoreBase):
         """Every room, or the ones `viewer` may see: public ones and private ones they are in
         (an admin sees all, to moderate them)."""
         query = select(rooms).order_by(rooms.c.name)
+        if viewer is not None:
+            # Direct conversations are listed apart (`direct_rooms`), and to nobody else, not
+            # even an admin.
+            query = query.where(rooms.c.dm_key.is_(None))
         if viewer is not None and not viewer.is_admin:
             mine = select(room_members.c.room_id).where(room_members.c.user_id == viewer.id)
             query = query.where(or_(rooms.c.is_private == False, rooms.c.id.in_(mine)))  # noqa: E712
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [room_from_row(r) for r in rows]
+
+    # --- direct conversations ---
+
+    async def direct_room(self, a: User, b: User) -> Room:
+        """The direct conversation of two people: created on first use, the same room from
+        either side. Its name is random (not guessable, never derived from the names); its
+        two members are fixed."""
+        if a.id == b.id:
+            raise Forbidden("A direct conversation needs someone else.")
+        key = f"{min(a.id, b.id)}-{max(a.id, b.id)}"
+        found = await self._direct_by_key(key)
+        if found is not None:
+            return found
+        now = now_ms()
+        try:
+            async with self._write() as conn:
+                room_id = (
+                    await conn.execute(
+                        insert(rooms)
+                        .values(
+                            name="dm-" + secrets.token_hex(12),
+                            last_seq=0,
+                            created_by=None,
+                            created_at=now,
+                            is_private=True,
+                            dm_key=key,
+                        )
+                        .returning(rooms.c.id)
+                    )
+                ).scalar_one()
+                await conn.execute(
+                    insert(room_members),
+                    [
+                        {"room_id": room_id, "user_id": a.id, "added_at": now},
+                        {"room_id": room_id, "user_id": b.id, "added_at": now},
+                    ],
+                )
+                # Read up to nothing, for both: what is said here counts as unread for the
+                # other person before they ever open it (it was said to them).
+                await conn.execute(
+                    insert(read_markers),
+                    [
+                        {"room_id": room_id, "user_id": a.id, "seq": 0},
+                        {"room_id": room_id, "user_id": b.id, "seq": 0},
+                    ],
+                )
+        except IntegrityError:
+            pass  # the other side created it at the same moment
+        found = await self._direct_by_key(key)
+        assert found is not None
+        return found
+
+    async def _direct_by_key(self, key: str) -> Room | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(rooms).where(rooms.c.dm_key == key))).first()
+        return None if row is None else room_from_row(row)
+
+    async def direct_rooms(self, viewer: User) -> list[tuple[Room, str]]:
+        """The viewer's direct conversations, each with the other person's name."""
+        me = room_members.alias("me")
+        other = room_members.alias("other")
+        query = (
+            select(rooms, users.c.username.label("other_name"))
+            .join(me, and_(me.c.room_id == rooms.c.id, me.c.user_id == viewer.id))
+            .join(other, and_(other.c.room_id == rooms.c.id, other.c.user_id != viewer.id))
+            .join(users, users.c.id == other.c.user_id)
+            .where(rooms.c.dm_key.is_not(None))
+            .order_by(users.c.username)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(room_from_row(r), r.other_name) for r in rows]
+
+    async def direct_partner(self, room: Room, viewer: User) -> str | None:
+        """The other person in a direct conversation (None if `viewer` is not in it)."""
+        members = await self.members(room)
+        if viewer.username not in members:
+            return None
+        others = [m for m in members if m != viewer.username]
+        return others[0] if others else None
 
     # --- private rooms ---
 

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -44,7 +45,11 @@ rooms = Table(
     Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("is_private", Boolean, nullable=False, default=False, server_default=false()),
+    # A direct conversation: "lo-hi", the two members' user ids; the same room from either side.
+    Column("dm_key", String(32), nullable=True),
 )
+
+Index("uq_rooms_dm_key", rooms.c.dm_key, unique=True)
 
 messages = Table(
     "messages",
@@ -57,8 +62,38 @@ messages = Table(
     Column("client_id", String(64), nullable=True),
     # Deleted by a moderator: the text is wiped, the row stays so seq accounting stays exact.
     Column("deleted", Boolean, nullable=False, default=False, server_default=false()),
+    # The message this one answers (its seq in the same room), if any.
+    Column("reply_to", BigInteger, nullable=True),
+    # When its author last edited it (ms), if ever.
+    Column("edited_at", BigInteger, nullable=True),
+    # The seq of the last event that changed it (edit, deletion, reaction): a `join` with
+    # `since` sends the current state of every kept message changed after `since`.
+    Column("changed_seq", BigInteger, nullable=True),
     # A resend with the same client_id from the same user finds the first copy instead.
     UniqueConstraint("room_id", "user_id", "client_id", name="uq_messages_client_id"),
+)
+
+# Partial: a plain message (never changed) costs its insert no entry here.
+Index(
+    "ix_messages_changed",
+    messages.c.room_id,
+    messages.c.changed_seq,
+    sqlite_where=messages.c.changed_seq.is_not(None),
+    postgresql_where=messages.c.changed_seq.is_not(None),
+)
+
+# Who reacted to a message with which emoji. Trimmed with their message (the foreign key).
+reactions = Table(
+    "reactions",
+    metadata,
+    Column("room_id", Integer, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("emoji", String(64), primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["room_id", "seq"], ["messages.room_id", "messages.seq"], ondelete="CASCADE"
+    ),
 )
 
 # The client_ids of each user's recent messages, kept beyond the rooms' kept history: a resend

@@ -10,9 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, insert, null, select, union_all, update
+from sqlalchemy import Integer, and_, bindparam, func, insert, null, or_, select, union_all, update
 
-from chat.storage.schema import client_ids, messages, read_markers, revoked_sessions, rooms, users
+from chat.storage.schema import (
+    client_ids,
+    messages,
+    reactions,
+    read_markers,
+    revoked_sessions,
+    rooms,
+    users,
+)
 
 # The reads every upgrade and join makes, built once with named parameters.
 # Every request and upgrade: the user, and whether this session was revoked, in one read.
@@ -24,25 +32,62 @@ SESSION_USER = select(
     .label("revoked"),
 ).where(users.c.id == bindparam("user_id"))
 ROOM_BY_NAME = select(rooms).where(rooms.c.name == bindparam("room"))
-HISTORY = (
+# The message a reply answers, and its author: a left join on their primary keys.
+_ORIGINAL = messages.alias("original")
+_ORIGINAL_USER = users.alias("original_user")
+# A room's messages with everything a client shows of them (the reactions come apart, see
+# REACTIONS), joined to what each reply answers.
+MESSAGE_STATE = (
     select(
         messages.c.seq,
         messages.c.text,
         messages.c.ts,
         messages.c.client_id,
         messages.c.deleted,
+        messages.c.reply_to,
+        messages.c.edited_at,
+        messages.c.changed_seq,
         users.c.username,
+        _ORIGINAL_USER.c.username.label("reply_user"),
+        _ORIGINAL.c.text.label("reply_text"),
+        _ORIGINAL.c.deleted.label("reply_deleted"),
     )
     .join(users, users.c.id == messages.c.user_id)
-    .where(
+    .outerjoin(
+        _ORIGINAL,
+        and_(_ORIGINAL.c.room_id == messages.c.room_id, _ORIGINAL.c.seq == messages.c.reply_to),
+    )
+    .outerjoin(_ORIGINAL_USER, _ORIGINAL_USER.c.id == _ORIGINAL.c.user_id)
+)
+# A join's history: the messages new after `after`, or changed after it, newest first.
+HISTORY = (
+    MESSAGE_STATE.where(
         and_(
             messages.c.room_id
             == select(rooms.c.id).where(rooms.c.name == bindparam("room")).scalar_subquery(),
-            messages.c.seq > bindparam("after"),
+            or_(messages.c.seq > bindparam("after"), messages.c.changed_seq > bindparam("after")),
         )
     )
     .order_by(messages.c.seq.desc())
     .limit(bindparam("limit", type_=Integer))
+)
+# Where a room's kept history begins (None: no message yet).
+OLDEST_KEPT = select(func.min(messages.c.seq)).where(
+    messages.c.room_id
+    == select(rooms.c.id).where(rooms.c.name == bindparam("room")).scalar_subquery()
+)
+# The reactions of a room's messages from seq `first` on, in the order they were added.
+REACTIONS = (
+    select(reactions.c.seq, reactions.c.emoji, users.c.username)
+    .join(users, users.c.id == reactions.c.user_id)
+    .where(
+        and_(
+            reactions.c.room_id
+            == select(rooms.c.id).where(rooms.c.name == bindparam("room")).scalar_subquery(),
+            reactions.c.seq >= bindparam("first"),
+        )
+    )
+    .order_by(reactions.c.seq, reactions.c.ts, reactions.c.user_id)
 )
 # Storing a message (chat.storage.appending, for a whole batch: one seq bump and one trim per
 # room, one insert of all rows), in one transaction: through SQLAlchemy, or compiled to SQLite SQL
@@ -79,6 +124,7 @@ INSERT_MESSAGE = insert(messages).values(
     text=bindparam("text"),
     ts=bindparam("ts"),
     client_id=bindparam("client_id"),
+    reply_to=bindparam("reply_to"),
     # Explicit: compiled for the group commit's plain sqlite3, no Python-side default would run.
     deleted=False,
 )
@@ -89,9 +135,25 @@ REMEMBER_CLIENT_ID = insert(client_ids).values(
     seq=bindparam("seq"),
     ts=bindparam("ts"),
 )
-# Trim in the same transaction: the room never holds more than the limit.
+# Trim in the same transaction: the room never holds more than the limit. The limit counts
+# messages, not seqs (edits and reactions take seqs too): everything older than the room's
+# `keep`-th newest message goes, and its reactions with it (their foreign key cascades).
+_KEPT_FROM = (
+    select(messages.c.seq)
+    .where(messages.c.room_id == bindparam("room_id"))
+    .order_by(messages.c.seq.desc())
+    .limit(1)
+    .offset(bindparam("skip", type_=Integer))
+    .scalar_subquery()
+)
 TRIM = messages.delete().where(
-    and_(messages.c.room_id == bindparam("room_id"), messages.c.seq <= bindparam("upto"))
+    and_(messages.c.room_id == bindparam("room_id"), messages.c.seq < _KEPT_FROM)
+)
+# What a new reply quotes: the kept message it answers.
+ORIGINAL = (
+    select(users.c.username, messages.c.text, messages.c.deleted)
+    .join(users, users.c.id == messages.c.user_id)
+    .where(and_(messages.c.room_id == bindparam("room_id"), messages.c.seq == bindparam("seq")))
 )
 READ_MARKERS = (
     select(users.c.username, read_markers.c.seq)

@@ -46,6 +46,7 @@ class Metrics:
         for limit in (
             "chat",
             "typing",
+            "reaction",
             "login",
             "register",
             "connections",

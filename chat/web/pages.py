@@ -16,6 +16,7 @@ from chat.keys import LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
 from chat.settings import Settings
 from chat.web.auth import WELCOME, current_user, require_admin, require_user
+from chat.web.direct import direct_list
 from chat.web.render import render
 
 routes = web.RouteTableDef()
@@ -36,7 +37,7 @@ async def _rooms_context(request: web.Request) -> dict[str, Any]:
         }
         for r in await store.list_rooms(user)
     ]
-    return {"rooms": rooms, "new_room": ""}
+    return {"rooms": rooms, "direct": await direct_list(request, user), "new_room": ""}
 
 
 @routes.get("/", name="rooms")
@@ -105,18 +106,23 @@ async def room_page(request: web.Request) -> web.Response:
         # Opened once, even empty: from now on what is said here counts as unread.
         await store.mark_read(name, user, 0)
     users = sorted(await request.app[PRESENCE].room_users(name))
+    rooms_context = await _rooms_context(request)
     return await render(
         request,
         "room.html",
         {
             "room": room,
+            # A direct conversation is titled with the other person ("@bob"); an admin who is
+            # not in it sees its name.
+            "partner": await store.direct_partner(room, user) if room.is_direct else None,
             "messages": page.messages,
             "page": page,
             "last_seq": page.last_seq,
             "users": users,
             "read_seq": markers.get(user.username, 0),
             # The rooms sidebar: switching rooms without going back to the list.
-            "rooms": (await _rooms_context(request))["rooms"],
+            "rooms": rooms_context["rooms"],
+            "direct": rooms_context["direct"],
             "max_text_chars": request.app[SETTINGS].max_text_chars,
             # The limits the page keeps to by design (static/outbox.js, static/typing.js).
             "limits": _client_limits(request.app[SETTINGS]),

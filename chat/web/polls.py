@@ -14,6 +14,7 @@ from chat.fanout.presence import by_user
 from chat.keys import PRESENCE, SETTINGS, STORE
 from chat.live.protocol import message_dict
 from chat.web.auth import current_user
+from chat.web.direct import direct_list
 
 routes = web.RouteTableDef()
 
@@ -47,7 +48,7 @@ async def rooms_json(request: web.Request) -> web.Response:
         }
         for r in await store.list_rooms(user)
     ]
-    return _json({"rooms": rooms})
+    return _json({"rooms": rooms, "direct": await direct_list(request, user)})
 
 
 @routes.get("/rooms/{name}/history.json", name="history_json")

@@ -144,7 +144,15 @@ def test_moderation_from_where_the_trouble_is(person: PersonFactory) -> None:
     say(a, "buy cheap pills <here>")
     say(b, "hello all")
     expect_texts(b, ["buy cheap pills <here>", "hello all"])
-    expect(b.locator(".msg-menu")).to_have_count(0)  # no menus for members
+    # Members reply and react to any message, but delete only their own.
+    expect(b.locator(".msg-menu")).to_have_count(2)
+    others = b.locator("#messages > .msg").first.locator(".msg-menu")
+    # (Closed menus: their items are in the DOM, hidden until opened.)
+    expect(others.get_by_role("button", name="Reply", include_hidden=True)).to_have_count(1)
+    expect(others.get_by_text("Delete…")).to_have_count(0)
+    expect(others.get_by_role("button", name="Edit", include_hidden=True)).to_have_count(0)
+    mine = b.locator("#messages > .msg").nth(1).locator(".msg-menu")
+    expect(mine.get_by_role("button", name="Delete…", include_hidden=True)).to_have_count(1)
 
     # The admin deletes it from the room itself, after seeing it once more.
     page = open_room(root)

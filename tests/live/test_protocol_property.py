@@ -24,9 +24,9 @@ from chat.live import protocol
 from tests.conftest import ClientFactory
 from tests.helpers import Client, join, receive, send
 
-CLIENT_TYPES = ["join", "leave", "chat", "typing", "read", "delete"]
+CLIENT_TYPES = ["join", "leave", "chat", "typing", "read", "delete", "edit", "react"]
 SERVER_TYPES = {
-    "chat", "history", "presence", "join", "leave", "typing", "receipt", "error", "deleted",
+    "chat", "history", "presence", "join", "leave", "typing", "receipt", "error", "update",
 }  # fmt: skip
 ERROR_CODES = {
     "bad_request", "unknown_type", "too_long", "no_such_room", "not_joined", "rate_limited",

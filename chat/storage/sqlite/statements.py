@@ -12,6 +12,7 @@ from chat.storage.statements import (
     BY_CLIENT_ID,
     INSERT_MESSAGE,
     NEXT_SEQ,
+    ORIGINAL,
     REMEMBER_CLIENT_ID,
     ROOM_ID,
     TRIM,
@@ -28,6 +29,7 @@ class AppendStatements:
     next_seq: Compiled
     insert: Compiled
     remember: Compiled
+    original: Compiled
     trim: Compiled
 
     @classmethod
@@ -38,6 +40,7 @@ class AppendStatements:
             next_seq=compile(NEXT_SEQ),
             insert=compile(INSERT_MESSAGE),
             remember=compile(REMEMBER_CLIENT_ID),
+            original=compile(ORIGINAL),
             trim=compile(TRIM),
         )
 
@@ -78,5 +81,8 @@ class SqliteRun:
     def remember(self, rows: list[dict[str, Any]]) -> None:
         self.db.executemany(self.sql.remember.sql, map(self._remembered, rows))
 
-    def trim(self, room_id: int, upto: int) -> None:
-        self.db.execute(*self.sql.trim(room_id=room_id, upto=upto))
+    def original(self, room_id: int, seq: int) -> Any:
+        return self.db.execute(*self.sql.original(room_id=room_id, seq=seq)).fetchone()
+
+    def trim(self, room_id: int, keep: int) -> None:
+        self.db.execute(*self.sql.trim(room_id=room_id, skip=keep - 1))
