@@ -19,7 +19,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from chat import resets
 from chat.app import create_app
 from chat.errors import ChatError, MigrationRefused
-from chat.server import gctune, logs, tls
+from chat.server import descriptors, gctune, logs, tls
 from chat.server.logs import AccessLogger
 from chat.server.workers import MAX_WORKERS, Supervisor, listen
 from chat.settings import Settings, SettingsError
@@ -81,6 +81,8 @@ def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None 
     if not 1 <= workers <= MAX_WORKERS:
         print(f"chat: --workers: expected 1 to {MAX_WORKERS}, got {workers}", file=sys.stderr)
         return 2
+    # Before anything is opened (and before forking: the workers inherit it).
+    descriptors.raise_limit()
     if workers == 1:
         # Bound here, before anything says "serving": a taken port is one clear line.
         sock = _listen(settings)

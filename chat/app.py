@@ -19,6 +19,7 @@ from chat.fanout.presence import LocalPresence
 from chat.keys import (
     BROKER,
     CONVERSATIONS,
+    HEADROOM,
     HUB,
     LIMITS,
     METRICS,
@@ -30,6 +31,7 @@ from chat.keys import (
 )
 from chat.live.hub import Hub
 from chat.server import logs
+from chat.server.descriptors import Headroom
 from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
 from chat.storage.store import Store
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[HUB] = Hub()
     app[METRICS] = Metrics(app[HUB])
+    app[HEADROOM] = Headroom(settings.fd_reserve)
     app[LIMITS] = Limits.from_settings(settings)
     app[PASSWORDS] = PasswordHasher(
         time_cost=settings.password_time_cost,

@@ -59,6 +59,8 @@ class Settings:
     registrations_per_hour: int = 20
     max_connections_per_user: int = 20
     max_rooms_per_connection: int = 50
+    # File descriptors kept back from sockets (database, Redis, files, the next accept).
+    fd_reserve: int = 64
     password_time_cost: int = 3
     password_memory_kib: int = 65536
     shutdown_timeout: float = 5.0
@@ -226,6 +228,7 @@ class Settings:
             max_rooms_per_connection=reader.number(
                 "MAX_ROOMS_PER_CONNECTION", int, d.max_rooms_per_connection, low=1
             ),
+            fd_reserve=reader.number("FD_RESERVE", int, d.fd_reserve, low=8),
             password_time_cost=reader.number(
                 "PASSWORD_TIME_COST", int, d.password_time_cost, low=1
             ),
