@@ -185,8 +185,9 @@ class SocketSession:
             self.metrics.history_resumes.inc()
         if not await self.presence.user_in_room(conn.username, room):
             # Announced before this socket is in the room: the joiner learns of itself from the
-            # presence frame, the others from this.
-            self.broker.publish(room, protocol.membership_frame("join", room, conn.username))
+            # presence frame, the others from this (in a room small enough to list its people:
+            # a reconnect storm must not cost every member a frame per joiner).
+            await self.announce(room, "join")
         # Register first, read second: whatever is published meanwhile is held, not lost.
         self.hub.begin_join(conn, room)
         try:
@@ -201,10 +202,14 @@ class SocketSession:
         self.hub.finish_join(conn, room, history, position)
         # Published before the joiner hears it is in: by then every node's lists include it.
         await self.presence.changed()
-        users = await self.presence.room_users(room)
+        # Who is here, as far as a page lists people, and how many in all: the same cost in a
+        # room of ten thousand as in a room of two.
+        users, count = await self.presence.glimpse(
+            room, self.settings.presence_list_max, conn.username
+        )
         # Read markers ride along so a (re)joining page can draw "seen by N" without a gap.
         read = await self.store.read_markers(room)
-        conn.send(protocol.presence_frame(room, users, read))
+        conn.send(protocol.presence_frame(room, users, read, count=count))
 
     async def leave(self, frame: Leave) -> None:
         if not self.hub.leave(self.conn, frame.room):
@@ -275,6 +280,12 @@ class SocketSession:
         for room in rooms:
             # A person leaves a room when their last tab does, on whichever node it was.
             if not await self.presence.user_in_room(self.conn.username, room):
-                self.broker.publish(
-                    room, protocol.membership_frame("leave", room, self.conn.username)
-                )
+                await self.announce(room, "leave")
+
+    async def announce(self, room: str, kind: str) -> None:
+        """Tell the room that this person joined or left, unless the room, this person
+        counted in, has more people than a page lists (PRESENCE_LIST_MAX): there, pages learn
+        the count at their next join. Called while this person is not counted in the room."""
+        _, others = await self.presence.glimpse(room, 0, self.conn.username)
+        if others < self.settings.presence_list_max:
+            self.broker.publish(room, protocol.membership_frame(kind, room, self.conn.username))

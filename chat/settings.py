@@ -59,6 +59,8 @@ class Settings:
     registrations_per_hour: int = 20
     max_connections_per_user: int = 20
     max_rooms_per_connection: int = 50
+    # People a presence frame lists; a room with more is not told of each join and leave.
+    presence_list_max: int = 200
     # File descriptors kept back from sockets (database, Redis, files, the next accept).
     fd_reserve: int = 64
     password_time_cost: int = 3
@@ -227,6 +229,9 @@ class Settings:
             ),
             max_rooms_per_connection=reader.number(
                 "MAX_ROOMS_PER_CONNECTION", int, d.max_rooms_per_connection, low=1
+            ),
+            presence_list_max=reader.number(
+                "PRESENCE_LIST_MAX", int, d.presence_list_max, low=1, high=10_000
             ),
             fd_reserve=reader.number("FD_RESERVE", int, d.fd_reserve, low=8),
             password_time_cost=reader.number(

@@ -5,7 +5,7 @@
 //   sends    join {room, since}, chat {room, text, client_id}, typing {room, typing},
 //            read {room, seq}
 //   receives history {messages, complete}, chat {seq, user, text, ts, client_id?},
-//            presence {users, read?: {user: seq}}, join/leave {user}, typing {user, typing},
+//            presence {users, count, read?: {user: seq}}, join/leave {user}, typing {user, typing},
 //            receipt {user, seq}, deleted {seq}, error {code, message, ref?, retry_after?}
 //   A text frame may carry several JSON documents separated by "\n".
 //   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
@@ -434,7 +434,7 @@ import { endedMessage } from "./text.js";
         maybeSendRead();
         break;
       case "presence":
-        setPeople(frame.users);
+        setPeople(frame.users, frame.count);
         if (frame.read) {
           for (const [user, seq] of Object.entries(frame.read)) setReadMarker(user, seq);
         }
