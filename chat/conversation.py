@@ -191,6 +191,8 @@ class SocketSession:
         # Register first, read second: whatever is published meanwhile is held, not lost.
         self.hub.begin_join(conn, room)
         try:
+            # This node hears the room from here on (at once if it already does).
+            await self.broker.follow(room)
             # A `since` beyond the room's last seq: the database is not the one the client saw
             # (restored from a backup, a lagging replica). The history is then the room's whole
             # kept history (`complete` as on a fresh page) with `reset`: shown afresh.
@@ -200,6 +202,7 @@ class SocketSession:
             raise
         history = protocol.history_frame(room, messages, position)
         self.hub.finish_join(conn, room, history, position)
+        self.broker.joined(room, position.seq)
         # Published before the joiner hears it is in: by then every node's lists include it.
         await self.presence.changed()
         # Who is here, as far as a page lists people, and how many in all: the same cost in a

@@ -83,6 +83,8 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     fanout_gap_seconds: float = 0.5
     publish_queue_size: int = 10000
+    # How long a node keeps hearing a room after its last member here left (a reload).
+    room_unsubscribe_seconds: float = 5.0
     # Reverse proxies whose X-Forwarded-For / X-Real-IP are believed (chat.web.clientip).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # The site's own origin as browsers see it: the Origin check and redirects use it.
@@ -262,6 +264,9 @@ class Settings:
             ),
             publish_queue_size=reader.number(
                 "PUBLISH_QUEUE_SIZE", int, d.publish_queue_size, low=1, high=1_000_000
+            ),
+            room_unsubscribe_seconds=reader.number(
+                "ROOM_UNSUBSCRIBE_SECONDS", float, d.room_unsubscribe_seconds, low=0, high=3600
             ),
             position_check_seconds=reader.number(
                 "POSITION_CHECK_SECONDS", float, d.position_check_seconds, low=0.1, high=3600

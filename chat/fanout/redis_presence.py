@@ -22,8 +22,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from chat.fanout.envelope import Backoff
 from chat.fanout.presence import LocalPresence, OnlineConnection, pick
-from chat.fanout.redis_broker import Backoff
 from chat.live import protocol
 from chat.live.hub import Hub
 from chat.settings import Settings
