@@ -14,7 +14,7 @@ from tests.helpers import Client, chat, join, receive, receive_type, send
 
 @pytest.fixture
 def settings_env() -> dict[str, object]:
-    return {"presence_list_max": 2}
+    return {"PRESENCE_LIST_MAX": 2}
 
 
 async def test_presence_lists_some_and_counts_everyone(

@@ -69,11 +69,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     if not request.app[HEADROOM].room_for(_fileno(request), len(hub)):
         # Refused while it can still be answered: at the limit itself the kernel would reset
-        # the next connections in the handshake, and a database connection could fail.
-        raise web.HTTPServiceUnavailable(
+        # the next connections in the handshake, and a database connection could fail. The
+        # connection is closed too: kept alive, it would hold its descriptor for the retry.
+        refused = web.Response(
+            status=503,
             text="The server is at its connection limit; try again shortly.",
             headers={"Retry-After": str(OUT_OF_DESCRIPTORS_RETRY_SECONDS)},
         )
+        refused.force_close()
+        return refused
     tabs = tuple(hub.of_user(user.id))
     if len(tabs) >= settings.max_connections_per_user:
         request.app[METRICS].rate_limited.labels("connections").inc()

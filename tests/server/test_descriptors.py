@@ -57,7 +57,9 @@ async def test_out_of_descriptors_refuses_upgrades_with_503_and_keeps_the_messag
 ) -> None:
     url, log = server
     assert f"open-file limit: {HARD} (hard limit {HARD})" in log.read_text()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), connector=aiohttp.TCPConnector(limit=0)
+    ) as http:
         await log_in(http, url, "ann")
         sockets: list[aiohttp.ClientWebSocketResponse] = []
         refused: aiohttp.WSServerHandshakeError | None = None
