@@ -53,11 +53,11 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 class Node:
     """One node's hub and broker, with sockets that join as the /ws handler has them join."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, user: User) -> None:
         self.hub = Hearing()
         self.store = store
         self.broker = RedisBroker(self.hub, store, settings, redis_client(settings))
-        self.user = User(id=1, username="alice", is_admin=False, password_hash="", created_at=0)
+        self.user = user
 
     async def start(self) -> None:
         await self.broker.start()
@@ -103,7 +103,8 @@ class Hearing(Hub):
 
 @pytest.fixture
 async def nodes(store: Store, settings: Settings) -> AsyncIterator[tuple[Node, Node]]:
-    a, b = Node(store, settings), Node(store, settings)
+    alice = await store.create_user("alice", "not-a-real-hash")
+    a, b = Node(store, settings, alice), Node(store, settings, alice)
     await a.start()
     await b.start()
     try:
