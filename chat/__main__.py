@@ -81,8 +81,6 @@ def _serve(settings: Settings, workers: int, ssl_context: ssl.SSLContext | None 
     if not 1 <= workers <= MAX_WORKERS:
         print(f"chat: --workers: expected 1 to {MAX_WORKERS}, got {workers}", file=sys.stderr)
         return 2
-    # Before anything is opened (and before forking: the workers inherit it).
-    descriptors.raise_limit()
     if workers == 1:
         # Bound here, before anything says "serving": a taken port is one clear line.
         sock = _listen(settings)
@@ -141,6 +139,8 @@ def _log_serving(settings: Settings, port: int, workers: int) -> None:
 def _run_app(
     settings: Settings, sock: socket.socket | None, ssl_context: ssl.SSLContext | None
 ) -> None:
+    # Before the app opens anything (each worker does it, and logs it, for itself).
+    descriptors.raise_limit()
     app = create_app(settings)
     app.on_startup.append(gctune.tune_after_startup)
     web.run_app(
