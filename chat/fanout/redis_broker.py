@@ -44,7 +44,14 @@ from chat.live.hub import Hub
 from chat.settings import Settings
 from chat.storage.store import Store
 
-__all__ = ["Backoff", "Envelope", "RedisBroker", "control_envelope", "redis_client"]
+__all__ = [
+    "Backoff",
+    "Envelope",
+    "RedisBroker",
+    "control_envelope",
+    "control_event",
+    "redis_client",
+]
 
 log = logging.getLogger(__name__)
 
