@@ -410,7 +410,8 @@ async def storm(shape: Shape) -> dict[str, Any]:
 
         outcomes = await asyncio.gather(*(rejoin(c) for c in clients), return_exceptions=True)
         costs = window.stop()
-        failed = sum(1 for o in outcomes if isinstance(o, BaseException))
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        failed = len(errors)
         for c in clients:
             c.close()
         lat = array("q", (int(t * 1e9) for t in joined))
@@ -423,6 +424,7 @@ async def storm(shape: Shape) -> dict[str, Any]:
             "dropped": failed,
             **percentiles([lat]),
             "server_cpu_ms_per_join": round(costs["server_cpu_s"] / max(1, len(joined)) * 1000, 3),
+            "first_error": repr(errors[0])[:200] if errors else None,
             **costs,
         }
 

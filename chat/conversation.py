@@ -290,5 +290,7 @@ class SocketSession:
         counted in, has more people than a page lists (PRESENCE_LIST_MAX): there, pages learn
         the count at their next join. Called while this person is not counted in the room."""
         _, others = await self.presence.glimpse(room, 0, self.conn.username)
+        # Sockets still joining count too: in a reconnect storm they are most of the room.
+        others = max(others, self.hub.sockets_in(room))
         if others < self.settings.presence_list_max:
             self.broker.publish(room, protocol.membership_frame(kind, room, self.conn.username))

@@ -178,6 +178,11 @@ class Hub:
         found = self._people.get(room)
         return found is not None and username in found
 
+    def sockets_in(self, room: str) -> int:
+        """Sockets in the room here, those still joining included."""
+        found = self._rooms.get(room)
+        return 0 if found is None else len(found.members)
+
     def head_count(self, room: str) -> int:
         found = self._people.get(room)
         return 0 if found is None else len(found)
