@@ -28,7 +28,7 @@ from bench.scenarios import Shape
 from bench.server import pin_self
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("broadcast", "ingest", "idle", "connect")
+SCENARIOS = ("broadcast", "ingest", "idle", "connect", "storm")
 SCENARIO_TIMEOUT = 600.0
 
 
@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ingest-rate", type=float, help="msg/s per ingest member")
     p.add_argument("--idle", type=int, help="idle connections")
     p.add_argument("--connect", type=int, help="connections in the connect scenario")
+    p.add_argument("--storm", type=int, help="clients joining one room at once in the storm")
     p.add_argument(
         "--spread",
         action="store_true",
@@ -69,6 +70,7 @@ def shape_from(args: argparse.Namespace) -> Shape:
         ("ingest_rate", "ingest_rate"),
         ("idle", "idle"),
         ("connect", "connect"),
+        ("storm", "storm"),
         ("spread", "spread"),
     ):
         value = getattr(args, arg)
@@ -87,6 +89,7 @@ COLUMNS = (
     ("p50 ms", "p50_ms", 7),
     ("p99 ms", "p99_ms", 7),
     ("p99.9 ms", "p999_ms", 8),
+    ("all in s", "all_joined_s", 8),
     ("CPU-s/1M", "cpu_s_per_1m", 8),
     ("KiB/conn", "rss_per_conn_kib", 8),
     ("gen CPU", "gen_cpu_frac", 7),
@@ -143,6 +146,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await one(scenarios.idle(shape))
     if "connect" in wanted:
         await one(scenarios.connect_rate(shape))
+    if "storm" in wanted:
+        await one(scenarios.storm(shape))
 
     ratios = ratio_to_baseline(results)
     for line in ratios:

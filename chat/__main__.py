@@ -19,7 +19,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from chat import resets
 from chat.app import create_app
 from chat.errors import ChatError, MigrationRefused
-from chat.server import gctune, logs, tls
+from chat.server import descriptors, gctune, logs, tls
 from chat.server.logs import AccessLogger
 from chat.server.workers import MAX_WORKERS, Supervisor, listen
 from chat.settings import Settings, SettingsError
@@ -139,6 +139,8 @@ def _log_serving(settings: Settings, port: int, workers: int) -> None:
 def _run_app(
     settings: Settings, sock: socket.socket | None, ssl_context: ssl.SSLContext | None
 ) -> None:
+    # Before the app opens anything (each worker does it, and logs it, for itself).
+    descriptors.raise_limit()
     app = create_app(settings)
     app.on_startup.append(gctune.tune_after_startup)
     web.run_app(

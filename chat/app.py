@@ -20,6 +20,7 @@ from chat.fanout.presence import LocalPresence
 from chat.keys import (
     BROKER,
     CONVERSATIONS,
+    HEADROOM,
     HUB,
     LIMITS,
     METRICS,
@@ -33,6 +34,7 @@ from chat.live import protocol
 from chat.live.hub import Hub
 from chat.models import Message
 from chat.server import logs
+from chat.server.descriptors import Headroom
 from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
 from chat.storage.store import Store
@@ -53,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[HUB] = Hub()
     app[METRICS] = Metrics(app[HUB])
+    app[HEADROOM] = Headroom(settings.fd_reserve)
     app[LIMITS] = Limits.from_settings(settings)
     app[PASSWORDS] = PasswordHasher(
         time_cost=settings.password_time_cost,

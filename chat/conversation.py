@@ -220,11 +220,14 @@ class SocketSession:
             self.metrics.history_resumes.inc()
         if not await self.presence.user_in_room(conn.username, room):
             # Announced before this socket is in the room: the joiner learns of itself from the
-            # presence frame, the others from this.
-            self.broker.publish(room, protocol.membership_frame("join", room, conn.username))
+            # presence frame, the others from this (in a room small enough to list its people:
+            # a reconnect storm must not cost every member a frame per joiner).
+            await self.announce(room, "join")
         # Register first, read second: whatever is published meanwhile is held, not lost.
         self.hub.begin_join(conn, room)
         try:
+            # This node hears the room from here on (at once if it already does).
+            await self.broker.follow(room)
             # A `since` beyond the room's last seq: the database is not the one the client saw
             # (restored from a backup, a lagging replica). The history is then the room's whole
             # kept history (`complete` as on a fresh page) with `reset`: shown afresh.
@@ -234,12 +237,17 @@ class SocketSession:
             raise
         history = protocol.history_frame(room, messages, position)
         self.hub.finish_join(conn, room, history, position)
+        self.broker.joined(room, position.seq)
         # Published before the joiner hears it is in: by then every node's lists include it.
         await self.presence.changed()
-        users = await self.presence.room_users(room)
+        # Who is here, as far as a page lists people, and how many in all: the same cost in a
+        # room of ten thousand as in a room of two.
+        users, count = await self.presence.glimpse(
+            room, self.settings.presence_list_max, conn.username
+        )
         # Read markers ride along so a (re)joining page can draw "seen by N" without a gap.
         read = await self.store.read_markers(room)
-        conn.send(protocol.presence_frame(room, users, read))
+        conn.send(protocol.presence_frame(room, users, read, count=count))
 
     async def leave(self, frame: Leave) -> None:
         if not self.hub.leave(self.conn, frame.room):
@@ -311,6 +319,14 @@ class SocketSession:
         for room in rooms:
             # A person leaves a room when their last tab does, on whichever node it was.
             if not await self.presence.user_in_room(self.conn.username, room):
-                self.broker.publish(
-                    room, protocol.membership_frame("leave", room, self.conn.username)
-                )
+                await self.announce(room, "leave")
+
+    async def announce(self, room: str, kind: str) -> None:
+        """Tell the room that this person joined or left, unless the room, this person
+        counted in, has more people than a page lists (PRESENCE_LIST_MAX): there, pages learn
+        the count at their next join. Called while this person is not counted in the room."""
+        _, others = await self.presence.glimpse(room, 0, self.conn.username)
+        # Sockets still joining count too: in a reconnect storm they are most of the room.
+        others = max(others, self.hub.sockets_in(room))
+        if others < self.settings.presence_list_max:
+            self.broker.publish(room, protocol.membership_frame(kind, room, self.conn.username))

@@ -11,6 +11,7 @@ from chat.fanout.broker import Broker
 from chat.fanout.presence import Presence
 from chat.live.hub import Hub
 from chat.ratelimit import TokenBuckets
+from chat.server.descriptors import Headroom
 from chat.settings import Settings
 from chat.storage.store import Store
 from chat.web.metrics import Metrics
@@ -57,4 +58,5 @@ PRESENCE = web.AppKey[Presence]("presence")
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITS = web.AppKey("limits", Limits)
 METRICS = web.AppKey("metrics", Metrics)
+HEADROOM = web.AppKey("headroom", Headroom)
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")

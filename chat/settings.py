@@ -62,6 +62,10 @@ class Settings:
     registrations_per_hour: int = 20
     max_connections_per_user: int = 20
     max_rooms_per_connection: int = 50
+    # People a presence frame lists; a room with more is not told of each join and leave.
+    presence_list_max: int = 200
+    # File descriptors kept back from sockets (database, Redis, files, the next accept).
+    fd_reserve: int = 64
     password_time_cost: int = 3
     password_memory_kib: int = 65536
     shutdown_timeout: float = 5.0
@@ -82,6 +86,8 @@ class Settings:
     redis_timeout_seconds: float = 1.0
     fanout_gap_seconds: float = 0.5
     publish_queue_size: int = 10000
+    # How long a node keeps hearing a room after its last member here left (a reload).
+    room_unsubscribe_seconds: float = 5.0
     # Reverse proxies whose X-Forwarded-For / X-Real-IP are believed (chat.web.clientip).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # The site's own origin as browsers see it: the Origin check and redirects use it.
@@ -233,6 +239,10 @@ class Settings:
             max_rooms_per_connection=reader.number(
                 "MAX_ROOMS_PER_CONNECTION", int, d.max_rooms_per_connection, low=1
             ),
+            presence_list_max=reader.number(
+                "PRESENCE_LIST_MAX", int, d.presence_list_max, low=1, high=10_000
+            ),
+            fd_reserve=reader.number("FD_RESERVE", int, d.fd_reserve, low=8),
             password_time_cost=reader.number(
                 "PASSWORD_TIME_COST", int, d.password_time_cost, low=1
             ),
@@ -261,6 +271,9 @@ class Settings:
             ),
             publish_queue_size=reader.number(
                 "PUBLISH_QUEUE_SIZE", int, d.publish_queue_size, low=1, high=1_000_000
+            ),
+            room_unsubscribe_seconds=reader.number(
+                "ROOM_UNSUBSCRIBE_SECONDS", float, d.room_unsubscribe_seconds, low=0, high=3600
             ),
             position_check_seconds=reader.number(
                 "POSITION_CHECK_SECONDS", float, d.position_check_seconds, low=0.1, high=3600

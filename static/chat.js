@@ -6,7 +6,7 @@
 //            read {room, seq}, edit {room, seq, text}, delete {room, seq},
 //            react {room, seq, emoji, on}
 //   receives history {messages, complete}, chat {seq, user, text, ts, client_id?},
-//            update {seq, message}, presence {users, read?: {user: seq}}, join/leave {user},
+//            update {seq, message}, presence {users, count, read?: {user: seq}}, join/leave {user},
 //            typing {user, typing}, receipt {user, seq}, error {code, message, ref?, retry_after?}
 //   A text frame may carry several JSON documents separated by "\n".
 //   Close 1008 (kicked, banned, logged out) is final: shown, never retried.
@@ -444,7 +444,7 @@ import { endedMessage } from "./text.js";
         maybeSendRead();
         break;
       case "presence":
-        setPeople(frame.users);
+        setPeople(frame.users, frame.count);
         if (frame.read) {
           for (const [user, seq] of Object.entries(frame.read)) setReadMarker(user, seq);
         }

@@ -19,10 +19,30 @@ export function createPeople({ peopleEl, peopleCount, peopleBox, peopleStale, ty
     peopleStale.hidden = !stale || isEnded();
   }
 
-  function setPeople(users) {
+  // A big room's presence lists some of its people and says how many there are in all
+  // (`count`); the others are counted, not listed, and no join or leave is announced there.
+  let unlisted = 0;
+
+  function showCount() {
+    const listed = peopleEl.querySelectorAll(":scope > li[data-user]").length;
+    peopleCount.textContent = String(listed + unlisted);
+    let more = peopleEl.querySelector(":scope > li.more");
+    if (unlisted > 0) {
+      if (!more) {
+        more = document.createElement("li");
+        more.className = "more muted";
+      }
+      more.textContent = `and ${unlisted} more`;
+      peopleEl.append(more);
+    } else if (more) more.remove();
+  }
+
+  function setPeople(users, count = users.length) {
     setPeopleStale(false);
     peopleEl.replaceChildren();
+    unlisted = Math.max(0, count - users.length);
     for (const u of users) addPerson(u);
+    showCount();
   }
 
   function addPerson(user) {
@@ -44,15 +64,16 @@ export function createPeople({ peopleEl, peopleCount, peopleBox, peopleStale, ty
       dm.setAttribute("aria-label", "Direct message " + user);
       li.append(dm);
     }
-    const after = [...peopleEl.children].find((other) => other.dataset.user > user);
+    // Before the first one after it, or the "and N more" line.
+    const after = [...peopleEl.children].find((o) => !o.dataset.user || o.dataset.user > user);
     peopleEl.insertBefore(li, after || null);
-    peopleCount.textContent = String(peopleEl.children.length);
+    showCount();
   }
 
   function removePerson(user) {
     const li = peopleEl.querySelector(personSelector(user));
     if (li) li.remove();
-    peopleCount.textContent = String(peopleEl.children.length);
+    showCount();
     setTyping(user, false);
   }
 

@@ -163,7 +163,7 @@ class Cluster:
     async def subscribers(self) -> int:
         redis = Redis.from_url(self.redis_url)
         try:
-            counts = await redis.pubsub_numsub(f"{self.prefix}:fanout")
+            counts = await redis.pubsub_numsub(f"{self.prefix}:control")
         finally:
             await redis.aclose()
         return int(counts[0][1])

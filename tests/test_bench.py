@@ -29,7 +29,14 @@ def test_quick_bench_runs_every_scenario_and_delivers_what_it_sent(tmp_path: Pat
     assert "command: python -m bench --quick" in run.stdout
     report = orjson.loads(out.read_bytes())
     rows = {r["scenario"]: r for r in report["results"]}
-    assert set(rows) == {"broadcast 20/s", "broadcast 20/s [baseline]", "ingest", "idle", "connect"}
+    assert set(rows) == {
+        "broadcast 20/s",
+        "broadcast 20/s [baseline]",
+        "ingest",
+        "idle",
+        "connect",
+        "storm",
+    }
     for name in ("broadcast 20/s", "broadcast 20/s [baseline]"):
         assert rows[name]["delivered"] == rows[name]["sent"] * rows[name]["clients"]
         assert rows[name]["dropped"] == 0
@@ -38,3 +45,4 @@ def test_quick_bench_runs_every_scenario_and_delivers_what_it_sent(tmp_path: Pat
     assert rows["idle"]["dropped"] == 0 and rows["idle"]["rss_per_conn_kib"] is not None
     assert rows["connect"]["connects_per_s"] > 0
     assert report["ratios"], "no ratio to the baseline was printed"
+    assert rows["storm"]["dropped"] == 0 and rows["storm"]["all_joined_s"] is not None

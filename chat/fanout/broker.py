@@ -43,6 +43,13 @@ class Broker(Protocol):
 
     async def control(self, event: CloseSockets) -> None: ...
 
+    async def follow(self, room: str) -> None:
+        """A socket here is joining the room: from now on the room's frames must reach this
+        node. Called before the joiner's history is read."""
+
+    def joined(self, room: str, seq: int) -> None:
+        """A joiner here was given the room's history up to `seq`."""
+
 
 def apply_control(hub: Hub, event: CloseSockets) -> int:
     """What a control event does on one node; shared by every broker. Returns how many
@@ -77,3 +84,9 @@ class LocalBroker:
 
     async def control(self, event: CloseSockets) -> None:
         apply_control(self.hub, event)
+
+    async def follow(self, room: str) -> None:
+        return None  # every frame of this process is published here
+
+    def joined(self, room: str, seq: int) -> None:
+        return None

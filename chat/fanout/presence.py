@@ -3,7 +3,9 @@ every node publishes its part with a lease and readers take the union."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol
 
 from chat.live.hub import Hub
@@ -28,6 +30,11 @@ class Presence(Protocol):
     async def room_counts(self) -> dict[str, int]: ...
 
     async def user_in_room(self, username: str, room: str) -> bool: ...
+
+    async def glimpse(self, room: str, limit: int, me: str) -> tuple[list[str], int]:
+        """At most `limit` of the room's people (`me` among them if present) and how many
+        there are in all, at a cost that does not grow with the room."""
+        ...
 
     async def changed(self) -> None:
         """Called after this node's connections or rooms changed."""
@@ -56,16 +63,28 @@ class LocalPresence:
         return self.local_connections()
 
     async def room_users(self, room: str) -> set[str]:
-        return {c.username for c in self.hub.members(room) if room in c.rooms}
+        return set(self.hub.people(room))
 
     async def room_counts(self) -> dict[str, int]:
-        return {room: len(await self.room_users(room)) for room in self.hub.room_names()}
+        return self.hub.head_counts()
 
     async def user_in_room(self, username: str, room: str) -> bool:
-        return username in await self.room_users(room)
+        return self.hub.is_in(username, room)
+
+    async def glimpse(self, room: str, limit: int, me: str) -> tuple[list[str], int]:
+        return pick(self.hub.people(room), limit, me), self.hub.head_count(room)
 
     async def changed(self) -> None:
         return None
+
+
+def pick(people: Collection[str], limit: int, me: str) -> list[str]:
+    """The first `limit` of `people` (in the order they came), `me` among them if present:
+    a room of any size costs `limit` steps."""
+    picked = list(islice(people, limit))
+    if me not in picked and me in people and picked:
+        picked[-1] = me
+    return picked
 
 
 @dataclass(frozen=True, slots=True)

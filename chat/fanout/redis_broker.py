@@ -1,122 +1,61 @@
-"""Fan-out across nodes over Redis pub/sub: one channel, one subscriber task per process.
+"""Fan-out across nodes over Redis pub/sub: one channel per room, one subscriber task per process.
 
 Publishing never waits for Redis. A frame goes to this node's sequencer at once (so local members
 see it even while Redis is down) and into a bounded outbox that one publisher task pipelines to
-Redis. The subscriber task feeds other nodes' frames to the same sequencer, which restores seq
-order and drops duplicates. Control events (close a user's or a session's sockets) take the same
-path, so a logout on one node closes that session's sockets on every node.
+Redis, on the room's own channel (`<prefix>:room:<name>`). A node subscribes to the channel of
+each room it has members in, from the moment the first one starts to join (before its history is
+read) until `ROOM_UNSUBSCRIBE_SECONDS` after the last one left, so a message of a room nobody here
+is in never reaches this node, and a page reload does not unsubscribe and subscribe again. The
+subscriber task feeds the frames it hears to the sequencer, which restores seq order and drops
+duplicates. Control events (close a user's or a session's sockets: logout, kick, ban, removal)
+and resync requests are rare, and every node may have the sockets they concern: they travel on
+one channel every node hears (`<prefix>:control`).
 
 When Redis goes away both tasks log it and retry with capped, jittered backoff. Once subscribed
-again, the node re-reads from the database what its rooms missed (`Sequencer.catch_up`). A node
-whose publishes were lost while others stayed subscribed announces a `resync`, so the others
-catch up too. Every process uses one channel rather than one per room: subscriptions never have
-to follow joins, and Redis pub/sub is cheap next to the WebSocket writes a delivered frame costs.
+again (to the control channel and every room followed), the node re-reads from the database what
+its rooms missed (`Sequencer.catch_up`). A node whose publishes were lost while others stayed
+subscribed announces a `resync`, so the others catch up too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import random
 import secrets
 from collections import deque
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 from sqlalchemy.exc import SQLAlchemyError
 
 from chat.fanout.broker import CloseSockets, apply_control
+from chat.fanout.envelope import (
+    Backoff,
+    Envelope,
+    control_envelope,
+    control_event,
+    redis_client,
+)
+from chat.fanout.envelope import text as _text
 from chat.fanout.sequencer import Sequencer
 from chat.live.hub import Hub
 from chat.settings import Settings
 from chat.storage.store import Store
 
+__all__ = [
+    "Backoff",
+    "Envelope",
+    "RedisBroker",
+    "control_envelope",
+    "control_event",
+    "redis_client",
+]
+
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 512
-FIRST_BACKOFF = 0.1
-
-
-def redis_client(settings: Settings) -> Redis:
-    """A client that fails fast: the loops here own retrying, and a publish must never stall."""
-    assert settings.redis_url is not None
-    return Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        socket_timeout=settings.redis_timeout_seconds,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
-
-
-class Backoff:
-    """Capped exponential backoff with jitter, and one log line per outage rather than per try."""
-
-    def __init__(self, what: str, cap: float) -> None:
-        self.what = what
-        self.cap = cap
-        self.delay = FIRST_BACKOFF
-        self.down_since: float | None = None
-
-    async def failed(self, exc: BaseException) -> None:
-        loop = asyncio.get_running_loop()
-        if self.down_since is None:
-            self.down_since = loop.time()
-            log.warning("redis lost (%s): %s; retrying", self.what, exc or type(exc).__name__)
-        else:
-            log.debug("redis still down (%s): %s", self.what, exc)
-        await asyncio.sleep(self.delay * random.uniform(0.5, 1.0))
-        self.delay = min(self.delay * 2, self.cap)
-
-    def succeeded(self) -> bool:
-        """Reset; True if this ends an outage."""
-        self.delay = FIRST_BACKOFF
-        if self.down_since is None:
-            return False
-        down = asyncio.get_running_loop().time() - self.down_since
-        self.down_since = None
-        log.warning("redis back (%s) after %.1f s", self.what, down)
-        return True
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Envelope:
-    """What travels on the channel: one room frame, one control event, or a resync request."""
-
-    kind: str  # "m" room frame, "c" control, "r" resync
-    origin: str
-    room: str = ""
-    seq: int | None = None
-    payload: str = ""
-
-    def encode(self) -> bytes:
-        # A header line then the frame as it goes to browsers: no second JSON encoding.
-        seq = "-" if self.seq is None else str(self.seq)
-        return f"{self.kind} {self.origin} {seq} {self.room}\n{self.payload}".encode()
-
-    @classmethod
-    def decode(cls, data: bytes) -> Envelope:
-        header, _, payload = data.decode().partition("\n")
-        kind, origin, seq, room = header.split(" ", 3)
-        return cls(kind, origin, room, None if seq == "-" else int(seq), payload)
-
-
-def control_envelope(origin: str, event: CloseSockets) -> Envelope:
-    # Every field, so a field added to CloseSockets travels without a change here.
-    return Envelope("c", origin, payload=orjson.dumps(dataclasses.asdict(event)).decode())
-
-
-def control_event(envelope: Envelope) -> CloseSockets:
-    body = orjson.loads(envelope.payload)
-    if not isinstance(body, dict):
-        raise ValueError("a control event is a JSON object")
-    return CloseSockets(**body)
 
 
 class RedisBroker:
@@ -124,13 +63,20 @@ class RedisBroker:
         self.hub = hub
         self.redis = redis
         self.settings = settings
-        self.channel = f"{settings.redis_prefix}:fanout"
+        self.prefix = settings.redis_prefix
+        self.channel = f"{settings.redis_prefix}:control"
         # Frames from this very process come back from Redis too; they were delivered already.
         self.origin = f"{settings.node_id}.{secrets.token_hex(4)}"
         self.sequencer = Sequencer(
             hub, store, gap_wait=settings.fanout_gap_seconds, hold_limit=settings.send_queue_size
         )
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        # The rooms this node hears (subscribed, or to be once Redis is back), and since when
+        # the ones nobody here is in any more have been empty.
+        self.rooms: set[str] = set()
+        self._empty_since: dict[str, float] = {}
+        self._pubsub: PubSub | None = None  # while subscribed
+        self._confirming: dict[str, asyncio.Future[None]] = {}  # channel -> its subscribe
         self._outbox_ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._resync_needed = False
@@ -141,11 +87,11 @@ class RedisBroker:
         self.subscribed = asyncio.Event()
 
     async def start(self) -> None:
-        await self.sequencer.start()
         self._tasks = [
             asyncio.create_task(self._subscribe_forever(), name="redis-subscriber"),
             asyncio.create_task(self._publish_forever(), name="redis-publisher"),
             asyncio.create_task(self._check_positions_forever(), name="position-check"),
+            asyncio.create_task(self._let_go_forever(), name="room-unsubscriber"),
         ]
 
     async def stop(self) -> None:
@@ -168,20 +114,77 @@ class RedisBroker:
 
     def publish(self, room: str, payload: str, seq: int | None = None) -> None:
         self.sequencer.offer(room, payload, seq)
-        self._send(Envelope("m", self.origin, room, seq, payload))
+        self._send(self.room_channel(room), Envelope("m", self.origin, room, seq, payload))
 
     async def control(self, event: CloseSockets) -> None:
         apply_control(self.hub, event)
-        self._send(control_envelope(self.origin, event))
+        self._send(self.channel, control_envelope(self.origin, event))
+
+    def room_channel(self, room: str) -> str:
+        return f"{self.prefix}:room:{room}"
+
+    async def follow(self, room: str) -> None:
+        self._empty_since.pop(room, None)
+        if room in self.rooms:
+            return
+        self.rooms.add(room)
+        self.sequencer.begin(room)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # Redis is away: subscribed with the others when it is back, then caught up
+        channel = self.room_channel(room)
+        confirmed = self._confirming.get(channel)
+        if confirmed is None:
+            confirmed = self._confirming[channel] = asyncio.get_running_loop().create_future()
+        try:
+            # Confirmed before the joiner's history is read: what is published after the read
+            # reaches this node. A join waits for it at most REDIS_TIMEOUT_SECONDS.
+            async with asyncio.timeout(self.settings.redis_timeout_seconds):
+                await pubsub.subscribe(channel)
+                await asyncio.shield(confirmed)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # The subscriber notices the lost connection, subscribes again and catches up.
+            log.debug("subscribing to %s: %s", channel, exc)
+
+    def joined(self, room: str, seq: int) -> None:
+        self.sequencer.joined(room, seq)
+
+    # --- letting rooms go ---
+
+    async def _let_go_forever(self) -> None:
+        grace = self.settings.room_unsubscribe_seconds
+        while True:
+            await asyncio.sleep(max(0.05, grace / 2))
+            await self._let_go(grace)
+
+    async def _let_go(self, grace: float) -> None:
+        """Unsubscribe from the rooms nobody here has been in for `grace` seconds."""
+        now = asyncio.get_running_loop().time()
+        gone = []
+        for room in self.rooms:
+            if self.hub.has_members(room):
+                self._empty_since.pop(room, None)
+            elif now - self._empty_since.setdefault(room, now) >= grace:
+                gone.append(room)
+        for room in gone:
+            self.rooms.discard(room)
+            self._empty_since.pop(room, None)
+            self.sequencer.forget(room)
+        pubsub = self._pubsub
+        if gone and pubsub is not None:
+            try:
+                await pubsub.unsubscribe(*(self.room_channel(r) for r in gone))
+            except (RedisError, OSError) as exc:  # the next subscription leaves them out
+                log.debug("unsubscribing: %s", exc)
 
     # --- publishing ---
 
-    def _send(self, envelope: Envelope) -> None:
+    def _send(self, channel: str, envelope: Envelope) -> None:
         if len(self._outbox) >= self.settings.publish_queue_size:
             # Redis is down or too slow: drop the oldest; the others re-read it from the database.
             self._outbox.popleft()
             self._resync_needed = True
-        self._outbox.append(envelope.encode())
+        self._outbox.append((channel, envelope.encode()))
         self._drained.clear()
         self._outbox_ready.set()
 
@@ -194,11 +197,11 @@ class RedisBroker:
                 await self._outbox_ready.wait()
             batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
             if self._resync_needed:
-                batch.append(Envelope("r", self.origin).encode())
+                batch.append((self.channel, Envelope("r", self.origin).encode()))
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for data in batch:
-                        pipe.publish(self.channel, data)
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 # What was committed is in the database: the batch is dropped, not retried, and
@@ -206,7 +209,7 @@ class RedisBroker:
                 self._resync_needed = True
                 await backoff.failed(exc)
                 continue
-            if batch[-1].startswith(b"r "):
+            if batch[-1][1].startswith(b"r "):
                 self._resync_needed = False
             backoff.succeeded()
 
@@ -229,8 +232,10 @@ class RedisBroker:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(self.channel)
+                # The control channel last: its confirmation comes after every room's.
+                await pubsub.subscribe(*(self.room_channel(r) for r in self.rooms), self.channel)
                 await self._confirmed(pubsub)
+                self._pubsub = pubsub
                 self.subscribed.set()
                 backoff.succeeded()
                 # Subscribed first, then read the database: whatever was committed before the
@@ -241,6 +246,7 @@ class RedisBroker:
                 self.subscribed.clear()
                 await backoff.failed(exc)
             finally:
+                self._pubsub = None
                 self.subscribed.clear()
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -250,7 +256,9 @@ class RedisBroker:
             while True:
                 msg = await pubsub.get_message(timeout=timeout)
                 if msg is not None and msg["type"] == "subscribe":
-                    return
+                    self._confirm(_text(msg["channel"]))
+                    if _text(msg["channel"]) == self.channel:
+                        return
 
     async def _listen(self, pubsub: PubSub) -> None:
         """Feed the sequencer; ping when idle, so a silently dead connection is noticed too."""
@@ -265,12 +273,19 @@ class RedisBroker:
                 heard, pinged = now, False
                 if msg["type"] == "message":
                     self._received(msg["data"])
+                elif msg["type"] == "subscribe":
+                    self._confirm(_text(msg["channel"]))
                 continue
             if now - heard >= 3 * beat:
                 raise ConnectionError(f"no answer from redis for {now - heard:.1f} s")
             if not pinged:
                 await pubsub.ping()
                 pinged = True
+
+    def _confirm(self, channel: str) -> None:
+        confirmed = self._confirming.pop(channel, None)
+        if confirmed is not None and not confirmed.done():
+            confirmed.set_result(None)
 
     def _received(self, data: bytes) -> None:
         try:
@@ -283,6 +298,7 @@ class RedisBroker:
         if envelope.origin == self.origin:
             return
         if envelope.kind == "m":
+            self.hub.stats.frames_heard += 1
             self.sequencer.offer(envelope.room, envelope.payload, envelope.seq)
         elif event is not None:
             apply_control(self.hub, event)

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from itertools import islice
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chat.fanout.presence import LocalPresence, OnlineConnection
-from chat.fanout.redis_broker import Backoff
+from chat.fanout.envelope import Backoff
+from chat.fanout.presence import LocalPresence, OnlineConnection, pick
 from chat.live import protocol
 from chat.live.hub import Hub
 from chat.settings import Settings
@@ -53,6 +54,8 @@ class RedisPresence:
         # One read of the leases at a time, shared by every caller that arrives meanwhile: a
         # reconnect storm of joins costs one read per round trip, not one per join.
         self._reading: asyncio.Task[dict[str, list[OnlineConnection]]] | None = None
+        # The leases last read, and the people per room in them (see _others_by_room).
+        self._indexed: tuple[dict[str, list[OnlineConnection]], dict[str, set[str]]] = ({}, {})
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat")
@@ -152,7 +155,7 @@ class RedisPresence:
             if blob is not None
         }
 
-    async def _others(self) -> list[OnlineConnection]:
+    async def _other_leases(self) -> dict[str, list[OnlineConnection]]:
         """Everyone on other nodes. Pages and joins wait on this, so a slow or absent Redis
         costs at most `redis_timeout_seconds`, and then the last good read (while its leases
         would still be valid) stands in."""
@@ -170,7 +173,24 @@ class RedisPresence:
                 leases = {}
         else:
             self._cache = (loop.time(), leases)
+        return leases
+
+    async def _others(self) -> list[OnlineConnection]:
+        leases = await self._other_leases()
         return [conn for conns in leases.values() for conn in conns]
+
+    async def _others_by_room(self) -> dict[str, set[str]]:
+        """Room -> the people in it on other nodes, built once per read of the leases (which
+        every join of a storm shares), so a join costs no walk over everyone online."""
+        leases = await self._other_leases()
+        if self._indexed[0] is not leases:
+            index: dict[str, set[str]] = {}
+            for conns in leases.values():
+                for conn in conns:
+                    for room in conn.rooms:
+                        index.setdefault(room, set()).add(conn.username)
+            self._indexed = (leases, index)
+        return self._indexed[1]
 
     async def _read_leases_bounded(self) -> dict[str, list[OnlineConnection]]:
         async with asyncio.timeout(self.timeout):
@@ -183,8 +203,8 @@ class RedisPresence:
         return await self._union()
 
     async def room_users(self, room: str) -> set[str]:
-        users = await self.local.room_users(room)
-        return users | {c.username for c in await self._others() if room in c.rooms}
+        others = (await self._others_by_room()).get(room, set())
+        return set(self.local.hub.people(room)) | others
 
     async def room_counts(self) -> dict[str, int]:
         per_room: dict[str, set[str]] = {}
@@ -194,9 +214,20 @@ class RedisPresence:
         return {room: len(users) for room, users in per_room.items()}
 
     async def user_in_room(self, username: str, room: str) -> bool:
-        if username in await self.local.room_users(room):
+        if self.local.hub.is_in(username, room):
             return True
-        return username in await self.room_users(room)
+        return username in (await self._others_by_room()).get(room, ())
+
+    async def glimpse(self, room: str, limit: int, me: str) -> tuple[list[str], int]:
+        here = self.local.hub.people(room)
+        others = (await self._others_by_room()).get(room, set())
+        picked = pick(here, limit, me)
+        if len(picked) < limit:
+            picked.extend(islice((u for u in others if u not in here), limit - len(picked)))
+        # Counting the union walks the smaller side only.
+        small, big = (here, others) if len(here) <= len(others) else (others, here)
+        count = len(big) + sum(1 for u in small if u not in big)
+        return picked, count
 
 
 def _retrieve(task: asyncio.Task[dict[str, list[OnlineConnection]]]) -> None:

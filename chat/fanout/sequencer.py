@@ -13,6 +13,11 @@ to its hub:
 
 After Redis comes back, `catch_up` compares every room's `last_seq` in the database with what this
 node delivered and reads the difference, so nothing committed during the outage is lost.
+
+A node hears only the rooms it has members in (chat.fanout.redis_broker), so it keeps order only
+for those. A room it starts to hear is *new* until its first joiner has its history: its frames
+are held until then, and the joiner's history position is where the room's count starts.
+A room it stops hearing is forgotten.
 """
 
 from __future__ import annotations
@@ -46,11 +51,33 @@ class Sequencer:
         # The database's last seq of the rooms found behind at the last position check.
         self._behind: dict[str, int] = {}
         self._tasks = TaskSet("reading missed messages")
+        # Rooms this node has started to hear and nobody here has joined yet: their frames.
+        self._new: dict[str, dict[int, str]] = {}
 
-    async def start(self) -> None:
-        """Start from where every room stands now; older messages are the joiners' history."""
-        for room in await self.store.list_rooms():
-            self.last[room.name] = room.last_seq
+    def begin(self, room: str) -> None:
+        """This node starts hearing the room (see the module docstring)."""
+        if room not in self.last:
+            self._new.setdefault(room, {})
+
+    def joined(self, room: str, seq: int) -> None:
+        """A joiner here has the room's history up to `seq`: a new room counts from there, and
+        what it held is offered again in order (what is missing, read from the database)."""
+        held = self._new.pop(room, None)
+        if held is None:
+            return
+        self.last[room] = seq
+        for s in sorted(held):
+            self.offer(room, held[s], s)
+
+    def forget(self, room: str) -> None:
+        """This node no longer hears the room."""
+        self.last.pop(room, None)
+        self._new.pop(room, None)
+        self._held.pop(room, None)
+        self._behind.pop(room, None)
+        timer = self._timers.pop(room, None)
+        if timer is not None:
+            timer.cancel()
 
     async def stop(self) -> None:
         for timer in self._timers.values():
@@ -64,8 +91,12 @@ class Sequencer:
             # Typing, join/leave, receipts: ephemeral, no order to keep.
             self.hub.deliver(room, payload, None)
             return
-        # A room this node has not seen since start was created after it, so it counted from 0.
-        last = self.last.setdefault(room, 0)
+        last = self.last.get(room)
+        if last is None:
+            new = self._new.get(room)
+            if new is not None and len(new) < self.hold_limit:
+                new[seq] = payload  # beyond it, the joiner's gap is read from the database
+            return  # else a room this node does not hear (any more)
         if seq <= last:
             return
         if not self.hub.has_members(room):
@@ -88,16 +119,17 @@ class Sequencer:
     async def catch_up(self) -> int:
         """Read from the database whatever this node's rooms missed; return how many rooms."""
         behind = 0
-        for room in await self.store.list_rooms():
-            if room.last_seq <= self.last.get(room.name, 0):
+        positions = await self.store.last_seqs(list(self.last))
+        for room, db_last in positions.items():
+            if room not in self.last or db_last <= self.last[room]:
                 continue
             behind += 1
-            if not self.hub.has_members(room.name):
+            if not self.hub.has_members(room):
                 # Nobody here to tell; a later joiner reads its history from the database.
-                self.last[room.name] = room.last_seq
-                self._held.pop(room.name, None)
+                self.last[room] = db_last
+                self._held.pop(room, None)
                 continue
-            await self._fill(room.name)
+            await self._fill(room)
         return behind
 
     async def check_positions(self) -> int:
@@ -112,7 +144,9 @@ class Sequencer:
         behind, self._behind = self._behind, {}
         read = 0
         for room, db_last in positions.items():
-            last = self.last.get(room, 0)
+            last = self.last.get(room)
+            if last is None:  # new: its joiner's history is where it starts
+                continue
             if db_last < last:
                 # The database went back (restored, a failover): count from where it stands,
                 # or its next messages would be taken for duplicates. (The room's sockets are
@@ -193,6 +227,8 @@ class Sequencer:
             return
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not read missed messages of %r: %s", room, exc)
+            return
+        if room not in self.last:  # forgotten meanwhile: nobody here hears it any more
             return
         db_last = position.seq
         # Plain: exactly the messages after `after`, one per seq, none changed since.

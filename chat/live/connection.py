@@ -42,6 +42,7 @@ class HubStats:
     messages_out: int = 0  # chat messages queued for a client (one per recipient)
     frames_dropped: int = 0  # frames never sent: queued for a socket that was closed first
     slow_closes: int = 0  # sockets closed with 1013 because their queue was full
+    frames_heard: int = 0  # room frames received from other nodes (through Redis)
 
 
 @dataclass(eq=False, slots=True)

@@ -10,7 +10,7 @@ already contained.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterator
 from typing import Any
 
 from aiohttp import WSCloseCode
@@ -31,6 +31,10 @@ class Hub:
         self._by_user: dict[int, set[Connection]] = {}
         self.flusher = Flusher()
         self._rooms: dict[str, Room] = {}
+        # room -> username -> that user's sockets joined to it here. Kept as sockets join and
+        # leave, so that "is this person here" and "how many people" cost the same in a room
+        # of ten thousand as in a room of two (a reconnect storm asks both on every join).
+        self._people: dict[str, dict[str, int]] = {}
         self._tasks = TaskSet("background task after a disconnect")
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -72,6 +76,8 @@ class Hub:
             if not mine:
                 del self._by_user[conn.user.id]
         left = sorted(conn.rooms | conn.joining.keys())
+        for room in conn.rooms:
+            self._parted(conn, room)
         for room in left:
             self._discard(room, conn)
         conn.seen.clear()
@@ -82,7 +88,8 @@ class Hub:
         """Start receiving the room's frames, held back until `finish_join`."""
         self.flusher.expand()  # what was published before is not for the joiner
         # A re-join (the client saw a gap) holds frames back again until the new history.
-        conn.seen.pop(room, None)
+        if conn.seen.pop(room, None) is not None:
+            self._parted(conn, room)
         conn.joining[room] = []
         found = self._rooms.get(room)
         if found is None:
@@ -97,6 +104,8 @@ class Hub:
         if held is None:  # left (or was closed) while the history was being read
             return
         conn.seen[room] = position.seq  # joined
+        people = self._people.setdefault(room, {})
+        people[conn.username] = people.get(conn.username, 0) + 1
         conn.send(history)
         for seq, payload in held:
             if seq is None or seq > conn.seen[room]:
@@ -109,9 +118,23 @@ class Hub:
         self.flusher.expand()  # what was published before it left is still for it
         was_in = room in conn.rooms or room in conn.joining
         conn.joining.pop(room, None)
-        conn.seen.pop(room, None)
+        if conn.seen.pop(room, None) is not None:
+            self._parted(conn, room)
         self._discard(room, conn)
         return was_in
+
+    def _parted(self, conn: Connection, room: str) -> None:
+        """One of the user's sockets joined to `room` is no longer."""
+        people = self._people.get(room)
+        if people is None:
+            return
+        left = people.get(conn.username, 0) - 1
+        if left > 0:
+            people[conn.username] = left
+        else:
+            people.pop(conn.username, None)
+            if not people:
+                del self._people[room]
 
     def _discard(self, room: str, conn: Connection) -> None:
         found = self._rooms.get(room)
@@ -145,6 +168,27 @@ class Hub:
     def members(self, room: str) -> set[Connection]:
         found = self._rooms.get(room)
         return set() if found is None else set(found.members)
+
+    def people(self, room: str) -> Collection[str]:
+        """The users with a socket joined to the room here (a live view: copy to keep)."""
+        found = self._people.get(room)
+        return () if found is None else found.keys()
+
+    def is_in(self, username: str, room: str) -> bool:
+        found = self._people.get(room)
+        return found is not None and username in found
+
+    def sockets_in(self, room: str) -> int:
+        """Sockets in the room here, those still joining included."""
+        found = self._rooms.get(room)
+        return 0 if found is None else len(found.members)
+
+    def head_count(self, room: str) -> int:
+        found = self._people.get(room)
+        return 0 if found is None else len(found)
+
+    def head_counts(self) -> dict[str, int]:
+        return {room: len(people) for room, people in self._people.items()}
 
     def room_names(self) -> list[str]:
         return list(self._rooms)

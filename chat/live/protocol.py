@@ -259,9 +259,18 @@ def history_frame(room: str, messages: Iterable[Message], position: Position) ->
     return _dump(frame)
 
 
-def presence_frame(room: str, users: Iterable[str], read: Mapping[str, int] | None = None) -> str:
-    """Who is in the room; with `read`, everyone's read marker (the page's "seen by N")."""
-    frame: dict[str, Any] = {"type": "presence", "room": room, "users": sorted(users)}
+def presence_frame(
+    room: str,
+    users: Iterable[str],
+    read: Mapping[str, int] | None = None,
+    *,
+    count: int | None = None,
+) -> str:
+    """Who is in the room (`count` people, of whom `users` are listed); with `read`, everyone's
+    read marker (the page's "seen by N")."""
+    listed = sorted(users)
+    frame: dict[str, Any] = {"type": "presence", "room": room, "users": listed}
+    frame["count"] = len(listed) if count is None else count
     if read is not None:
         frame["read"] = dict(read)
     return _dump(frame)

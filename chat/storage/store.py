@@ -55,8 +55,10 @@ class Store(Accounts, Rooms, MessageChanges):
                 history_limit=history_limit,
                 lock=store._write_lock,
             )
+            store._group.open()
             store.submit = store._group.submit
             store._fast = FastReads(path)
+            await store._fast.open()
         return store
 
     async def close(self) -> None:

@@ -97,6 +97,8 @@ class HubCollector(Collector):
              stats.frames_dropped),
             ("chat_slow_consumer_closes", "Sockets closed with 1013: send queue full",
              stats.slow_closes),
+            ("chat_fanout_frames_heard", "Room frames received from other nodes via Redis",
+             stats.frames_heard),
         ):  # fmt: skip
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeHistogramMetricFamily(

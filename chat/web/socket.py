@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat.conversation import SocketSession
-from chat.keys import CONVERSATIONS, HUB, LIMITS, METRICS, PRESENCE, SETTINGS
+from chat.keys import CONVERSATIONS, HEADROOM, HUB, LIMITS, METRICS, PRESENCE, SETTINGS
 from chat.live.aiohttp_private import forget_upgrade
 from chat.live.connection import Connection
 from chat.web.auth import current_user, is_banned, session_id
@@ -26,6 +26,13 @@ routes = web.RouteTableDef()
 
 # What ends the read loop (as it ends `async for msg in ws`).
 _CLOSED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
+# When a client refused for want of file descriptors may try again.
+OUT_OF_DESCRIPTORS_RETRY_SECONDS = 5
+
+
+def _fileno(request: web.Request) -> int:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    return -1 if sock is None else int(sock.fileno())
 
 
 def origin_allowed(request: web.Request) -> bool:
@@ -60,6 +67,17 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if user.must_change_password:
         raise web.HTTPForbidden(text="Choose a new password on /account first.")
     hub = request.app[HUB]
+    if not request.app[HEADROOM].room_for(_fileno(request), len(hub)):
+        # Refused while it can still be answered: at the limit itself the kernel would reset
+        # the next connections in the handshake, and a database connection could fail. The
+        # connection is closed too: kept alive, it would hold its descriptor for the retry.
+        refused = web.Response(
+            status=503,
+            text="The server is at its connection limit; try again shortly.",
+            headers={"Retry-After": str(OUT_OF_DESCRIPTORS_RETRY_SECONDS)},
+        )
+        refused.force_close()
+        return refused
     tabs = tuple(hub.of_user(user.id))
     if len(tabs) >= settings.max_connections_per_user:
         request.app[METRICS].rate_limited.labels("connections").inc()

@@ -90,7 +90,7 @@ async def test_presence_is_the_union_of_nodes_and_a_killed_node_expires(
         await receive_type(bob_ws, "history")
         presence = await receive_type(bob_ws, "presence")
         # bob, on node-b, sees alice, who is on node-a.
-        assert set(presence["users"]) == {"alice", "bob"}
+        assert set(presence["users"]) == {"alice", "bob"} and presence["count"] == 2
         # alice hears bob arrive, though he joined on another node.
         joined = await receive_type(wa, "join")
         assert joined["user"] == "bob"

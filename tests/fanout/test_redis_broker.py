@@ -57,6 +57,9 @@ async def start_broker(hub: Hub, store: Store, settings: Settings) -> RedisBroke
     await broker.start()
     async with asyncio.timeout(10):
         await broker.subscribed.wait()
+    # The RecordingHub has a member in every room; this node hears `general` from seq 0.
+    await broker.follow("general")
+    broker.joined("general", 0)
     return broker
 
 

@@ -43,7 +43,9 @@ def history_limit() -> int:
 
 async def sequencer(hub: Hub, store: Store) -> AsyncIterator[Sequencer]:
     seq = Sequencer(hub, store, gap_wait=0.05, hold_limit=100)
-    await seq.start()
+    # This node hears `general` from a joiner's history at seq 0 on (chat.fanout.redis_broker).
+    seq.begin("general")
+    seq.joined("general", 0)
     try:
         yield seq
     finally:
@@ -165,3 +167,21 @@ async def test_a_joiner_is_not_given_twice_what_its_history_already_held() -> No
     hub.deliver("general", "chat 7", 7)
     hub.flusher.expand()  # what the next write slice does first: hand the room's inbox out
     assert conn.queued == 2
+
+
+async def test_a_room_starts_where_its_first_joiner_history_ends_and_is_forgotten_after(
+    hub: RecordingHub, store: Store
+) -> None:
+    async for seqr in sequencer(hub, store):
+        seqr.begin("random")  # subscribed, the joiner's history not read yet
+        seqr.offer("random", frame(8), 8)
+        seqr.offer("random", frame(7), 7)
+        assert hub.seqs() == []  # held until the history says where the room stands
+        seqr.joined("random", 7)  # the history held 1..7
+        assert hub.seqs() == [8]
+        seqr.joined("random", 9)  # a later joiner changes nothing for the room
+        seqr.offer("random", frame(9), 9)
+        assert hub.seqs() == [8, 9]
+        seqr.forget("random")  # nobody here any more: its frames are not this node's
+        seqr.offer("random", frame(10), 10)
+        assert hub.seqs() == [8, 9] and "random" not in seqr.last

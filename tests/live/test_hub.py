@@ -117,3 +117,26 @@ async def test_write_now_writes_what_was_published_before_the_loop_turns_and_onl
     await asyncio.sleep(0)  # and the next one is scheduled as usual
     await asyncio.sleep(0)
     assert len(transport.written) == 2 and transport.written[1].endswith(b"m3")
+
+
+async def test_people_are_counted_per_person_as_sockets_join_rejoin_and_go(hub: Hub) -> None:
+    a1 = joined(hub, 1)
+    a2 = joined(hub, 1)  # a second tab of the same person
+    b = joined(hub, 2)
+    assert hub.head_count("general") == 2 and set(hub.people("general")) == {"u1", "u2"}
+    hub.begin_join(b, "general")  # a re-join (a gap): b is not in the room until its history
+    assert not hub.is_in("u2", "general") and hub.head_count("general") == 1
+    hub.finish_join(b, "general", "history", Position(0))
+    assert hub.is_in("u2", "general")
+    hub.leave(a1, "general")
+    assert hub.is_in("u1", "general")  # the other tab is still there
+    hub.unregister(a2)
+    assert not hub.is_in("u1", "general") and hub.head_counts() == {"general": 1}
+    assert not hub.leave(a2, "general")
+    hub.unregister(b)
+    assert hub.head_counts() == {} and hub.head_count("general") == 0
+    joining = connection(hub, 3)
+    hub.begin_join(joining, "general")  # not counted until it has its history
+    assert hub.head_count("general") == 0
+    hub.unregister(joining)
+    assert hub.head_counts() == {}

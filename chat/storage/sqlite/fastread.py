@@ -32,6 +32,10 @@ class FastReads:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
 
+    async def open(self) -> None:
+        """Open the connection at start-up rather than on the first connect."""
+        await self.run(lambda db: None)
+
     async def one(self, sql: str, params: tuple[Any, ...]) -> Any:
         return await self.run(lambda db: db.execute(sql, params).fetchone())
 

@@ -73,6 +73,15 @@ class GroupCommit:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def open(self) -> None:
+        """Open both connections now, at start-up: opened on the first message, a connection
+        that fails (out of file descriptors, a full disk) would fail that message, and the
+        first message after every restart would pay for it."""
+        self._connection()
+        self._checkpoint_db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False
+        )
+
     def submit(self, append: Append) -> None:
         """Queue an append; its `to` is handed the outcome once it is committed (or has
         failed, or `StoreClosed` if the store closes first). Appends are stored in the order
@@ -238,7 +247,9 @@ class GroupCommit:
 
     def _checkpoint_wal(self) -> None:
         if self._checkpoint_db is None:
-            self._checkpoint_db = sqlite3.connect(self.path, isolation_level=None)
+            self._checkpoint_db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
         # PASSIVE: copies what it can without ever making a writer wait.
         self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 

@@ -170,3 +170,22 @@ async def test_while_another_process_holds_the_lock_appends_try_to_commit_only_o
         while len(done) < 5:
             await asyncio.sleep(0.01)
     assert done == ["m0", "m1", "m2", "m3", "m4"]
+
+
+async def test_messages_and_checkpoints_need_no_new_file_descriptor_once_open(
+    store: Store, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of descriptors (or any failure to open the file) after start-up: the message path
+    # opened its connections when the store opened, so it does not notice.
+    monkeypatch.setattr(groupcommit, "CHECKPOINT_EVERY", 2)
+
+    def no_descriptors(*args: object, **kwargs: object) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", no_descriptors)
+    for i in range(5):
+        message, is_new = await store.append_message("general", alice, f"m{i}", None)
+        assert is_new and message.seq == i + 1
+        await asyncio.sleep(0.01)  # the checkpoints run on their thread meanwhile
+    messages, _ = await store.history("general", None)
+    assert [m.text for m in messages] == [f"m{i}" for i in range(5)]
