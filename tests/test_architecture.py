@@ -1,6 +1,7 @@
 """The shape docs/architecture.md describes, kept true: no import cycles between the modules of
-`chat` (imports only for type checking aside), no module over MAX_LINES, no module at the top of
-`chat/` that belongs in a folder, and the live folder knows no broker and no store."""
+`chat` (imports only for type checking aside), no module over MAX_LINES (nor any browser module
+in static/), no module at the top of `chat/` that belongs in a folder, and the live folder knows
+no broker and no store."""
 
 from __future__ import annotations
 
@@ -106,6 +107,13 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_module_is_over_the_size_limit() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_no_browser_module_is_over_the_size_limit() -> None:
+    scripts = sorted((ROOT.parent / "static").glob("*.js"))
+    assert scripts, "static/ has the browser client's modules"
+    sizes = {path.name: len(path.read_text().splitlines()) for path in scripts}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
 
 
