@@ -1,16 +1,12 @@
 """Direct conversations: `/dm/{username}` opens (creating on first use) the private room of two
-people, the same room whoever starts it; and the list of one's conversations, shown apart from
-the rooms on `/` and in the sidebars, with the other person's presence and the unread count."""
+people, the same room whoever starts it. The list of one's conversations is chat.web.listing's."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aiohttp import web
 
 from chat.errors import Forbidden, NoSuchUser
-from chat.keys import PRESENCE, STORE
-from chat.models import User
+from chat.keys import STORE
 from chat.web.auth import require_user
 
 routes = web.RouteTableDef()
@@ -27,23 +23,3 @@ async def open_direct(request: web.Request) -> web.StreamResponse:
         raise Forbidden("A direct conversation needs someone else.")
     room = await store.direct_room(user, other)
     raise web.HTTPSeeOther(f"/rooms/{room.name}")
-
-
-async def direct_list(request: web.Request, user: User) -> list[dict[str, Any]]:
-    """The user's direct conversations: room name, the other person, whether they are online,
-    unread messages."""
-    store = request.app[STORE]
-    conversations = await store.direct_rooms(user)
-    if not conversations:
-        return []
-    online = {c.username for c in await request.app[PRESENCE].connections()}
-    unread = await store.unread_counts(user)
-    return [
-        {
-            "name": room.name,
-            "with": other,
-            "online": other in online,
-            "unread": unread.get(room.name, 0),
-        }
-        for room, other in conversations
-    ]

@@ -16,7 +16,7 @@ from chat.keys import LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.models import Room, User
 from chat.settings import Settings
 from chat.web.auth import WELCOME, current_user, require_admin, require_user
-from chat.web.direct import direct_list
+from chat.web.listing import room_lists
 from chat.web.render import render
 
 routes = web.RouteTableDef()
@@ -25,19 +25,7 @@ ROOM_PATH_RE = re.compile(r"/rooms/[a-z0-9_-]{1,32}")
 
 async def _rooms_context(request: web.Request) -> dict[str, Any]:
     user = await require_user(request)
-    store = request.app[STORE]
-    counts = await request.app[PRESENCE].room_counts()
-    unread = await store.unread_counts(user)
-    rooms = [
-        {
-            "name": r.name,
-            "online": counts.get(r.name, 0),
-            "unread": unread.get(r.name, 0),
-            "private": r.is_private,
-        }
-        for r in await store.list_rooms(user)
-    ]
-    return {"rooms": rooms, "direct": await direct_list(request, user), "new_room": ""}
+    return {**await room_lists(request, user), "new_room": ""}
 
 
 @routes.get("/", name="rooms")

@@ -14,7 +14,7 @@ from chat.fanout.presence import by_user
 from chat.keys import PRESENCE, SETTINGS, STORE
 from chat.live.protocol import message_dict
 from chat.web.auth import current_user
-from chat.web.direct import direct_list
+from chat.web.listing import room_lists
 
 routes = web.RouteTableDef()
 
@@ -35,20 +35,7 @@ async def rooms_json(request: web.Request) -> web.Response:
     user = await current_user(request)
     if user is None:
         return _refused(401, "Log in first.")
-    store = request.app[STORE]
-    counts = await request.app[PRESENCE].room_counts()
-    unread = await store.unread_counts(user)
-    # Only what this user may see: a private room is listed to its members (and admins).
-    rooms = [
-        {
-            "name": r.name,
-            "online": counts.get(r.name, 0),
-            "unread": unread.get(r.name, 0),
-            "private": r.is_private,
-        }
-        for r in await store.list_rooms(user)
-    ]
-    return _json({"rooms": rooms, "direct": await direct_list(request, user)})
+    return _json(await room_lists(request, user))
 
 
 @routes.get("/rooms/{name}/history.json", name="history_json")
