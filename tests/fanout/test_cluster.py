@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ from tests.helpers import join, post_form, receive_type, send
 from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.redis]
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> AsyncIterator[Cluster]:
-    cluster = Cluster(tmp_path, redis_url, redis_prefix)
-    try:
-        yield cluster
-    finally:
-        await cluster.close()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,6 @@ from tests.servers import PostgresServer, RedisServer
 pytestmark = [pytest.mark.redis]
 
 LIMIT = Settings().history_limit
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> AsyncIterator[Cluster]:
-    cluster = Cluster(tmp_path, redis_url, redis_prefix)
-    try:
-        yield cluster
-    finally:
-        await cluster.close()
 
 
 @pytest.fixture

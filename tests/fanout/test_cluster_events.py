@@ -5,8 +5,6 @@ real server processes)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,15 +14,6 @@ from tests.helpers import join, receive, receive_type, send
 from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> AsyncIterator[Cluster]:
-    cluster = Cluster(tmp_path, redis_url, redis_prefix)
-    try:
-        yield cluster
-    finally:
-        await cluster.close()
 
 
 async def test_changes_made_while_redis_is_down_reach_the_other_node_once(

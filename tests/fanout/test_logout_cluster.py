@@ -3,7 +3,6 @@ database, a copy of the cookie taken before the logout on one node tried on the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -14,15 +13,6 @@ from tests.cluster import Cluster
 from tests.helpers import post_form
 
 pytestmark = [pytest.mark.redis]
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path, redis_url: str, redis_prefix: str) -> AsyncIterator[Cluster]:
-    cluster = Cluster(tmp_path, redis_url, redis_prefix)
-    try:
-        yield cluster
-    finally:
-        await cluster.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
