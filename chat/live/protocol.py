@@ -179,12 +179,25 @@ def _emoji(obj: Mapping[str, Any]) -> str:
     return value
 
 
+# Every seq a client names is below this: well inside the database's 64-bit integers.
+MAX_SEQ = 1 << 62
+
+
+def seq_from_text(text: str) -> int | None:
+    """A seq written in a query string or a form field, or None if it is not one (ASCII digits
+    only: `str.isdigit` also takes '²', which `int` refuses; and short enough for `int`)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_SEQ)):
+        return None
+    value = int(text)
+    return value if value < MAX_SEQ else None
+
+
 def _optional_seq(obj: Mapping[str, Any], key: str) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
     # bool is an int in Python; `true` is not a sequence number.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 1 << 62:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= MAX_SEQ:
         raise BadRequest(f"'{key}' must be a non-negative integer")
     return value
 

@@ -13,6 +13,7 @@ from chat import moderation
 from chat.errors import ChatError, NoSuchMessage, NoSuchRoom, NoSuchUser, Retryable, TooMany
 from chat.fanout.presence import by_user
 from chat.keys import LIMITS, METRICS, PRESENCE, SETTINGS, STORE
+from chat.live.protocol import seq_from_text
 from chat.models import Room, User
 from chat.settings import Settings
 from chat.web.auth import WELCOME, current_user, require_admin, require_user
@@ -198,11 +199,12 @@ async def moderate(request: web.Request) -> web.StreamResponse:
         if action == "delete":
             room = str(form.get("room", "")).strip().lstrip("#").lower()
             seq_text = str(form.get("seq", "")).strip()
-            if not seq_text.isdigit():
+            seq = seq_from_text(seq_text)
+            if seq is None:
                 raise ChatError("The message number must be a whole number.")
             if await store.room_by_name(room) is None:
                 raise NoSuchRoom(f"There is no room named {room!r}.")
-            await moderation.delete_message(app, admin, room, int(seq_text))
+            await moderation.delete_message(app, admin, room, seq)
         elif action in {"kick", "ban", "unban", "reset-password"}:
             username = str(form.get("username", "")).strip()
             reason = str(form.get("reason", "")).strip()[:80]
@@ -257,11 +259,12 @@ async def confirm_page(request: web.Request) -> web.Response:
         elif action == "delete":
             room = query.get("room", "").strip().lstrip("#").lower()
             seq_text = query.get("seq", "").strip()
-            if not seq_text.isdigit():
+            seq = seq_from_text(seq_text)
+            if seq is None:
                 raise ChatError("The message number must be a whole number.")
             if await store.room_by_name(room) is None:
                 raise NoSuchRoom(f"There is no room named {room!r}.")
-            message = await store.message_at(room, int(seq_text))
+            message = await store.message_at(room, seq)
             if message is None:
                 raise NoSuchMessage(f"There is no message {seq_text} in #{room}.")
             ctx["message"] = message

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from chat.fanout.presence import by_user
 from chat.keys import PRESENCE, SETTINGS, STORE
-from chat.live.protocol import message_dict
+from chat.live.protocol import message_dict, seq_from_text
 from chat.web.auth import current_user
 from chat.web.listing import room_lists
 
@@ -50,11 +50,10 @@ async def history_json(request: web.Request) -> web.Response:
     room = await store.room_by_name(name)
     if room is None or not await store.can_enter(room, user):
         return _refused(404, f"There is no room named {name!r}.")
-    before = request.query.get("before", "")
-    # Bounded: a seq is a 64-bit integer in the database.
-    if not before.isdigit() or len(before) > 18:
+    before = seq_from_text(request.query.get("before", ""))
+    if before is None:
         return _refused(400, "'before' must be a message number.")
-    page = await store.history_page(name, int(before), request.app[SETTINGS].history_page_size)
+    page = await store.history_page(name, before, request.app[SETTINGS].history_page_size)
     return _json(
         {
             "messages": [message_dict(m) for m in page.messages],

@@ -7,6 +7,7 @@ import pytest
 
 from chat.errors import BadRequest, ChatError, TooLong, UnknownType
 from chat.live import protocol
+from chat.live.protocol import MAX_SEQ, seq_from_text
 from chat.models import Message, Position
 
 
@@ -86,3 +87,10 @@ def test_server_frames() -> None:
         "user": "a",
         "seq": 3,
     }
+
+
+def test_a_seq_from_a_query_or_form_is_ascii_digits_below_the_bound() -> None:
+    assert seq_from_text("0") == 0 and seq_from_text("42") == 42
+    assert seq_from_text(str(MAX_SEQ - 1)) == MAX_SEQ - 1
+    for text in ("", "-1", "+1", " 1", "1.0", "²", "١٢", str(MAX_SEQ), "9" * 5000):
+        assert seq_from_text(text) is None, text
