@@ -1,1 +1,1 @@
-"""Notifications: who hears about a stored message, and how (docs/architecture.md, "Notifications")."""
+"""Notifications: who hears of a stored message, and how (docs/architecture.md)."""
