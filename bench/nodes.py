@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
 from bench import scenarios
 from bench.scenarios import Shape, Window, drain, outcome, pace, quiesce
@@ -36,6 +37,15 @@ async def frames_heard(http: aiohttp.ClientSession, port: int) -> int:
     if match is None:
         raise RuntimeError(f"no chat_fanout_frames_heard in /metrics of :{port}")
     return int(float(match[1]))
+
+
+async def commands_processed(redis: RedisServer) -> int:
+    """Commands a Redis server has processed since it started (INFO stats)."""
+    client = Redis(host=HOST, port=redis.port)
+    try:
+        return int((await client.info("stats"))["total_commands_processed"])
+    finally:
+        await client.aclose()
 
 
 def placement(shape: Shape, nodes: int) -> list[int]:
@@ -119,6 +129,7 @@ async def fanout_nodes(shape: Shape, nodes: int, shards: int) -> dict[str, Any]:
             c.measure(probe=i % 10 == 0, kernel_stamps=shape.kernel_stamps)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         heard0 = [await frames_heard(http, p) for p in ports]
+        commands0 = [await commands_processed(r) for r in redis]
         window = Window(*(s.pid for s in servers), redis_pids=[r.pid for r in redis])
         sent = await pace(
             list(enumerate(clients)), shape.node_rate, shape.duration, rooms, shape.text_bytes,
@@ -133,6 +144,7 @@ async def fanout_nodes(shape: Shape, nodes: int, shards: int) -> dict[str, Any]:
         # Frames still on their way between nodes would show as a shortfall: let them land.
         await asyncio.sleep(shape.settle)
         heard = [await frames_heard(http, p) - h for p, h in zip(ports, heard0, strict=True)]
+        commands = [await commands_processed(r) - c for r, c in zip(redis, commands0, strict=True)]
         needed = needed_per_node(clients, node_of, nodes, members)
         sent_on = [0] * nodes
         for c, k in zip(clients, node_of, strict=True):
@@ -153,6 +165,8 @@ async def fanout_nodes(shape: Shape, nodes: int, shards: int) -> dict[str, Any]:
             "needed_per_node": needed,
             # What each node would hear if every node heard every message of the chat.
             "whole_chat_per_node": [sent - sent_on[x] for x in range(nodes)],
+            # Each shard's share of the work: how the rooms spread over the Redis servers.
+            "redis_commands_per_shard": commands,
             "heard_ratio": round(sum(heard) / sum(needed), 3) if sum(needed) else None,
             **outcome(clients, delivered, costs),
         }
