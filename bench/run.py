@@ -15,6 +15,7 @@ import importlib.metadata
 import os
 import platform
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,9 @@ def row(result: dict[str, Any]) -> str:
         notes.append("load generator SATURATED")
     if r.get("other_load_cpu0_frac", 0) > 0.1:
         notes.append("other load on CPU 0: figures disturbed")
+    shards = r.get("redis_commands_per_shard", [])
+    if len(shards) > 1 and min(shards) * 10 < max(shards):
+        notes.append("one Redis shard did almost nothing: is REDIS_URL's list supported?")
     if r.get("other_load_cpu1_frac", 0) > 0.1:
         notes.append("other load on CPU 1: the generator was disturbed")
     return " ".join(cells) + ("  <- " + "; ".join(notes) if notes else "")
@@ -149,6 +153,10 @@ def header() -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     shape = shape_from(args)
     wanted = args.only or SCENARIOS
+    # SIGTERM (a timeout, a CI cancel) stops the run as Ctrl-C does: servers stopped, files gone.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     results: list[dict[str, Any]] = []
     print(header(), flush=True)
 
@@ -298,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        report = runner.run(run(args))
+        try:
+            report = runner.run(run(args))
+        except asyncio.CancelledError:
+            print("stopped (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
     report.update(
         command=command,
         started=started.isoformat(timespec="seconds"),

@@ -49,11 +49,11 @@ class Shape:
     node_rooms: int = 200
     node_members: int = 10
     node_span: int = 2
-    node_rate: float = 1.0
+    node_rate: float = 0.5
     # workers: the ingest scenario against `serve --workers N`.
     workers: int = 2
     # ceiling: idle connections in one process, a broadcast to a room of up to `ceiling_room`.
-    ceiling: int = 15000
+    ceiling: int = 50000
     ceiling_room: int = 10000
 
     @classmethod

@@ -4,6 +4,7 @@ from /proc. Also: accounts and rooms in the fresh database, and logins through t
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import re
 import shutil
@@ -25,6 +26,14 @@ PASSWORD = "bench password 1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 HOST = "127.0.0.1"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child between fork and exec: SIGTERM when the bench dies, however it dies (a timeout,
+    SIGKILL), so no server outlives the run. Linux's prctl(PR_SET_PDEATHSIG); kept across exec."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -135,7 +144,12 @@ class Server:
     def spawn(self) -> None:
         with (self.tmp / "server.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                self.command(), env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                self.command(),
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
 
     async def start(self) -> None:
@@ -220,6 +234,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
 
     async def start(self) -> None:
