@@ -38,6 +38,20 @@ TEXT_MARK = b'"text":"'
 CHAT_SEQ = re.compile(rb'"type":"chat","room":"((?:[^"\\]|\\.)*)","seq":(\d+)')
 
 
+CHAT_HEAD = b'"type":"chat","room":"'
+SEQ_KEY = b'","seq":'
+
+
+def chat_head(buf: bytearray, at: int, end: int) -> tuple[bytes, int]:
+    """The room and seq of the chat document whose CHAT_HEAD is at `at`. Inside a JSON string
+    every quote is escaped, so the first `","seq":` after the room's opening quote ends it."""
+    room = at + len(CHAT_HEAD)
+    key = buf.find(SEQ_KEY, room, end)
+    digits = key + len(SEQ_KEY)
+    stop = buf.find(b",", digits, end)  # chat/live/protocol.py: "user" follows "seq"
+    return bytes(buf[room:key]), int(buf[digits : stop if stop >= 0 else end])
+
+
 def unmask(key: bytes | bytearray, payload: bytes | bytearray) -> bytes:
     """XOR a masked payload with its 4-byte key (RFC 6455 5.3)."""
     n = len(payload)
@@ -209,18 +223,18 @@ class WSClient(asyncio.Protocol):
         """Count each (room, seq) once. A room's seqs arrive in order, one apart, so a frame
         whose chat documents are all one room's next seqs is counted from its first and last
         document; anything else document by document."""
-        last = self.last_seq
-        first = CHAT_SEQ.search(buf, start, end)
-        if first is None:
+        first = buf.find(CHAT_HEAD, start, end)
+        if first < 0:
+            self._count_each(buf, start, end)
             return
-        room, seq = first[1], int(first[2])
+        room, seq = chat_head(buf, first, end)
         if n > 1:
-            tail = CHAT_SEQ.search(buf, buf.rfind(CHAT_MARK, start, end), end)
-            if tail is None or tail[1] != room or int(tail[2]) - seq + 1 != n:
+            tail = buf.rfind(CHAT_HEAD, start, end)
+            if chat_head(buf, tail, end) != (room, seq + n - 1):
                 self._count_each(buf, start, end)
                 return
-        if seq > last.get(room, 0):
-            last[room] = seq + n - 1
+        if seq > self.last_seq.get(room, 0):
+            self.last_seq[room] = seq + n - 1
             self.delivered += n
         else:
             self._count_each(buf, start, end)
