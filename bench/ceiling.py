@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import Shape, Window, make_text, quiesce
+from bench.measure import Window
+from bench.scenarios import Shape, make_text, quiesce
 from bench.server import HOST, Server, login_all, rss_bytes
 from bench.wsclient import Closed, WSClient, connect
 
@@ -164,6 +165,11 @@ def summary(results: list[dict[str, Any]]) -> list[str]:
         f" a message to a room of {r['room_members']}: all have it in "
         + ", ".join("-" if t is None else f"{t} s" for t in r["room_all_have_it_s"])
         + f"; open-file limits: generator {r['generator_nofile']}, server {r['server_nofile']}"
+        + (
+            " (the server's is below N: expect refused upgrades)"
+            if r["server_nofile"] is not None and r["server_nofile"] < r["clients"] + 64
+            else ""
+        )
         for r in results
         if "room_all_have_it_s" in r
     ]

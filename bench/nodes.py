@@ -22,7 +22,8 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bench import scenarios
-from bench.scenarios import Shape, Window, drain, outcome, pace, quiesce
+from bench.measure import Window
+from bench.scenarios import Shape, drain, outcome, pace, quiesce
 from bench.server import HOST, RedisServer, Server, login_all
 from bench.wsclient import WSClient, connect
 

@@ -8,7 +8,8 @@ import time
 from array import array
 from typing import Any
 
-from bench.scenarios import Shape, Window, percentiles
+from bench.measure import Window, percentiles
+from bench.scenarios import Shape
 from bench.server import HOST, Server, login_all
 from bench.wsclient import WSClient, connect
 
