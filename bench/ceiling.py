@@ -22,8 +22,6 @@ from bench.scenarios import Shape, make_text, quiesce
 from bench.server import HOST, Server, login_all, rss_bytes
 from bench.wsclient import Closed, WSClient, connect
 
-# Sockets per loopback source address: well inside the ephemeral port range (32768-60999).
-PER_SOURCE = 20_000
 TABS_PER_ACCOUNT = 50
 OTHER_ROOMS = 100
 MESSAGES = 3  # broadcasts to the big room, one after another
@@ -57,8 +55,8 @@ def open_files_limit(pid: int) -> int | None:
     return None
 
 
-def source_of(i: int) -> str:
-    return f"127.0.0.{2 + i // PER_SOURCE}"
+def source_of(i: int, per_source: int) -> str:
+    return f"127.0.0.{2 + i // per_source}"
 
 
 async def ceiling(shape: Shape) -> dict[str, Any]:
@@ -67,8 +65,9 @@ async def ceiling(shape: Shape) -> dict[str, Any]:
     message."""
     n = shape.ceiling
     room_n = min(n, shape.ceiling_room)
-    if 2 + (n - 1) // PER_SOURCE > 254:
-        raise ValueError(f"ceiling: at most {253 * PER_SOURCE} connections")
+    per_source = shape.ceiling_per_source
+    if 2 + (n - 1) // per_source > 254:
+        raise ValueError(f"ceiling: at most {253 * per_source} connections")
     gen_limit = raise_own_limit(n + 1000)
     if gen_limit < n + 100:
         raise RuntimeError(
@@ -94,7 +93,9 @@ async def ceiling(shape: Shape) -> dict[str, Any]:
         async def worker() -> None:
             for i in work:
                 try:
-                    c = await connect(HOST, server.port, cookies[i % accounts], source=source_of(i))
+                    c = await connect(
+                        HOST, server.port, cookies[i % accounts], source=source_of(i, per_source)
+                    )
                     await c.join(rooms[i])
                 except (Closed, OSError, TimeoutError) as exc:
                     failures.append(exc)
@@ -117,7 +118,7 @@ async def ceiling(shape: Shape) -> dict[str, Any]:
             "connected": len(joined),
             "dropped": sum(1 for c in joined if c.closed_fut.done()) + len(failures),
             "first_error": repr(failures[0])[:200] if failures else None,
-            "source_addresses": 1 + (n - 1) // PER_SOURCE,
+            "source_addresses": 1 + (n - 1) // per_source,
             "generator_nofile": gen_limit,
             "server_nofile": server_limit,
             "connects_per_s": round(len(joined) / connect_s) if connect_s else 0,

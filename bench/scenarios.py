@@ -53,6 +53,8 @@ class Shape:
     # ceiling: idle connections in one process, a broadcast to a room of up to `ceiling_room`.
     ceiling: int = 50000
     ceiling_room: int = 10000
+    # Sockets per loopback source address (127.0.0.2, .3, ...): inside the ephemeral port range.
+    ceiling_per_source: int = 20000
 
     @classmethod
     def quick(cls) -> Shape:
@@ -75,6 +77,7 @@ class Shape:
             node_rate=2.0,
             ceiling=60,
             ceiling_room=30,
+            ceiling_per_source=25,  # three source addresses
         )
 
 

@@ -64,5 +64,5 @@ def test_quick_bench_runs_every_scenario_and_delivers_what_it_sent(tmp_path: Pat
     workers = rows["ingest --workers 2"]
     assert workers["acked"] == workers["sent"] > 0 and workers["server_processes"] == 3
     top = rows["ceiling 60"]
-    assert top["connected"] == 60 and top["dropped"] == 0
+    assert top["connected"] == 60 and top["dropped"] == 0 and top["source_addresses"] == 3
     assert None not in top["room_all_have_it_s"] and top["room_members"] == 30
