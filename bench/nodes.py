@@ -173,11 +173,12 @@ async def fanout_nodes(shape: Shape, nodes: int, shards: int) -> dict[str, Any]:
         }
 
 
-async def workers(shape: Shape) -> dict[str, Any]:
-    """The many-room (ingest) scenario against one `serve --workers N` on one Redis: CPU per
-    delivery summed over the supervisor and its workers (Redis apart), and delivered/s."""
+async def workers(shape: Shape, count: int) -> dict[str, Any]:
+    """The many-room (ingest) scenario against one `serve --workers N` on one Redis (N = 1: one
+    process with the Redis broker): CPU per delivery summed over the supervisor and its workers
+    (Redis apart), and delivered/s."""
     async with AsyncExitStack() as stack:
         redis = RedisServer()
         stack.callback(redis.stop)
         await redis.start()
-        return await scenarios.ingest(shape, workers=shape.workers, redis=[redis])
+        return await scenarios.ingest(shape, workers=count, redis=[redis])

@@ -197,7 +197,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 name = f"fanout-nodes {count}x{shards} redis"
                 await one(nodes.fanout_nodes(shape, count, shards), name)
     if "workers" in wanted:
-        await one(nodes.workers(shape), f"ingest --workers {shape.workers}")
+        # One process on Redis, then N: the broker's cost and the workers' apart.
+        await one(nodes.workers(shape, 1), "ingest on redis")
+        await one(nodes.workers(shape, shape.workers), f"ingest --workers {shape.workers}")
     if "ceiling" in wanted:
         await one(ceiling.ceiling(shape), f"ceiling {shape.ceiling}")
 
@@ -241,17 +243,22 @@ def ratio_to_baseline(results: list[dict[str, Any]]) -> list[str]:
 
 
 def workers_ratio(results: list[dict[str, Any]]) -> list[str]:
-    """CPU per delivery of `serve --workers N` (all its processes) against one process."""
+    """CPU per delivery of one process on Redis and of `serve --workers N` (all its processes,
+    Redis apart) against one process without Redis (the ingest row)."""
     one = next((r for r in results if r["scenario"] == "ingest"), None)
-    many = next((r for r in results if r.get("workers", 1) > 1), None)
-    if one is None or many is None or not one["cpu_s_per_1m"] or not many["cpu_s_per_1m"]:
+    if one is None or not one.get("cpu_s_per_1m"):
         return []
-    return [
-        f"--workers {many['workers']} against one process (ingest): CPU per delivery "
-        f"{many['cpu_s_per_1m'] / one['cpu_s_per_1m']:.2f}x (Redis apart: "
-        f"{many.get('redis_cpu_s')} CPU-s), delivered/s {many['delivered_per_s']} against "
-        f"{one['delivered_per_s']}; server and Redis share CPU 0, the generator has CPU 1"
-    ]
+    lines = []
+    for r in results:
+        if "redis_cpu_s" not in r or "workers" not in r or not r.get("cpu_s_per_1m"):
+            continue
+        lines.append(
+            f"{r['scenario']} against one process (ingest): CPU per delivery "
+            f"{r['cpu_s_per_1m'] / one['cpu_s_per_1m']:.2f}x (and Redis {r['redis_cpu_s']} "
+            f"CPU-s), delivered/s {r['delivered_per_s']} against {one['delivered_per_s']}; "
+            "the server's processes and Redis share CPU 0, the generator has CPU 1"
+        )
+    return lines
 
 
 def heard_lines(results: list[dict[str, Any]]) -> list[str]:

@@ -277,7 +277,7 @@ async def ingest(
         delivered = sum(c.delivered for c in clients)
         return {
             "scenario": ("ingest spread" if shape.spread else "ingest")
-            + (f" --workers {workers}" if workers > 1 else ""),
+            + (f" --workers {workers}" if workers > 1 else " on redis" if redis else ""),
             "server": "chat",
             "workers": workers,
             "server_processes": len(pids),

@@ -43,6 +43,7 @@ def test_quick_bench_runs_every_scenario_and_delivers_what_it_sent(tmp_path: Pat
         "connect",
         "storm",
         "fanout-nodes 2x1 redis",
+        "ingest on redis",
         "ingest --workers 2",
         "ceiling 60",
     }
@@ -61,8 +62,10 @@ def test_quick_bench_runs_every_scenario_and_delivers_what_it_sent(tmp_path: Pat
     # Each node heard from Redis exactly what its members needed, counted by the server.
     assert nodes["heard_per_node"] == nodes["needed_per_node"]
     assert min(nodes["needed_per_node"]) > 0
-    workers = rows["ingest --workers 2"]
-    assert workers["acked"] == workers["sent"] > 0 and workers["server_processes"] == 3
+    for name, processes in (("ingest on redis", 1), ("ingest --workers 2", 3)):
+        row = rows[name]
+        assert row["acked"] == row["sent"] > 0 and row["server_processes"] == processes
+        assert row["redis_cpu_s"] is not None
     top = rows["ceiling 60"]
     assert top["connected"] == 60 and top["dropped"] == 0 and top["source_addresses"] == 3
     assert None not in top["room_all_have_it_s"] and top["room_members"] == 30
