@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
 
 from bench import scenarios
 from bench.measure import Window
@@ -42,6 +41,9 @@ async def frames_heard(http: aiohttp.ClientSession, port: int) -> int:
 
 async def commands_processed(redis: RedisServer) -> int:
     """Commands a Redis server has processed since it started (INFO stats)."""
+    # Imported here: the single-server scenarios run without the redis package (chat[redis]).
+    from redis.asyncio import Redis
+
     client = Redis(host=HOST, port=redis.port)
     try:
         return int((await client.info("stats"))["total_commands_processed"])

@@ -12,10 +12,14 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# fanout-nodes and workers start redis-server processes.
+pytestmark = [pytest.mark.redis]
 
 
 def test_quick_bench_runs_every_scenario_and_delivers_what_it_sent(tmp_path: Path) -> None:
