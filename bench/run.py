@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import os
 import platform
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,14 @@ if __package__ in (None, ""):  # `python bench/run.py`
 
 import orjson
 
-from bench import scenarios
+from bench import ceiling, nodes, scenarios, storm
 from bench.scenarios import Shape
 from bench.server import pin_self
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("broadcast", "ingest", "idle", "connect", "storm")
+SCENARIOS = (
+    "broadcast", "ingest", "idle", "connect", "storm", "fanout-nodes", "workers", "ceiling",
+)  # fmt: skip
 SCENARIO_TIMEOUT = 600.0
 
 
@@ -44,11 +48,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle", type=int, help="idle connections")
     p.add_argument("--connect", type=int, help="connections in the connect scenario")
     p.add_argument("--storm", type=int, help="clients joining one room at once in the storm")
-    p.add_argument(
+    p.add_argument("--nodes", type=int, nargs="+", help="fanout-nodes: server processes")
+    p.add_argument("--shards", type=int, nargs="+", help="fanout-nodes: Redis servers")
+    p.add_argument("--node-rooms", type=int, help="fanout-nodes: rooms (of 10 members)")
+    p.add_argument("--node-rate", type=float, help="fanout-nodes: msg/s per member")
+    p.add_argument("--workers", type=int, help="workers: `serve --workers N`")
+    p.add_argument("--ceiling", type=int, help="ceiling: idle connections in one process")
+    p.add_argument("--ceiling-room", type=int, help="ceiling: members of the broadcast room")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--spread",
         action="store_true",
-        help="senders evenly out of phase (default: in step, so messages come in bursts)",
+        help="senders evenly out of phase only (default for broadcast: a row each way; other "
+        "single-server scenarios: in step, so messages come in bursts)",
     )
+    mode.add_argument("--in-step", action="store_true", help="broadcast: senders in step only")
     p.add_argument(
         "--latency-at",
         choices=("kernel", "read"),
@@ -72,11 +86,20 @@ def shape_from(args: argparse.Namespace) -> Shape:
         ("connect", "connect"),
         ("storm", "storm"),
         ("spread", "spread"),
+        ("nodes", "node_counts"),
+        ("shards", "shard_counts"),
+        ("node_rooms", "node_rooms"),
+        ("node_rate", "node_rate"),
+        ("workers", "workers"),
+        ("ceiling", "ceiling"),
+        ("ceiling_room", "ceiling_room"),
     ):
         value = getattr(args, arg)
         if value is not None and value is not False:
             changes[name] = tuple(value) if isinstance(value, list) else value
     changes["kernel_stamps"] = args.latency_at == "kernel"
+    if args.spread or args.in_step:
+        changes["broadcast_modes"] = (bool(args.spread),)
     return Shape(**{**shape.__dict__, **changes})
 
 
@@ -92,6 +115,7 @@ COLUMNS = (
     ("all in s", "all_joined_s", 8),
     ("CPU-s/1M", "cpu_s_per_1m", 8),
     ("KiB/conn", "rss_per_conn_kib", 8),
+    ("heard/need", "heard_ratio", 10),
     ("gen CPU", "gen_cpu_frac", 7),
     ("other CPU0", "other_load_cpu0_frac", 10),
     ("other CPU1", "other_load_cpu1_frac", 10),
@@ -114,6 +138,9 @@ def row(result: dict[str, Any]) -> str:
         notes.append("load generator SATURATED")
     if r.get("other_load_cpu0_frac", 0) > 0.1:
         notes.append("other load on CPU 0: figures disturbed")
+    shards = r.get("redis_commands_per_shard", [])
+    if len(shards) > 1 and min(shards) * 10 < max(shards):
+        notes.append("one Redis shard did almost nothing: is REDIS_URL's list supported?")
     if r.get("other_load_cpu1_frac", 0) > 0.1:
         notes.append("other load on CPU 1: the generator was disturbed")
     return " ".join(cells) + ("  <- " + "; ".join(notes) if notes else "")
@@ -126,20 +153,36 @@ def header() -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     shape = shape_from(args)
     wanted = args.only or SCENARIOS
+    # SIGTERM (a timeout, a CI cancel) stops the run as Ctrl-C does: servers stopped, files gone.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     results: list[dict[str, Any]] = []
     print(header(), flush=True)
 
-    async def one(coro: Any) -> None:
-        async with asyncio.timeout(SCENARIO_TIMEOUT):
-            result = await coro
+    async def one(coro: Any, name: str | None = None) -> None:
+        """Run one scenario. A named one that fails (a setup a branch does not support yet, a
+        limit of this machine) gives an error row instead of ending the whole run."""
+        try:
+            async with asyncio.timeout(SCENARIO_TIMEOUT):
+                result = await coro
+        except Exception as exc:
+            if name is None:
+                raise
+            result = {"scenario": name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            print(f"{name.rjust(COLUMNS[0][2])} FAILED: {result['error']}", flush=True)
+            results.append(result)
+            return
         results.append(result)
         print(row(result), flush=True)
 
     if "broadcast" in wanted:
         for rate in shape.rates:
-            await one(scenarios.broadcast("chat", shape, rate))
-            if not args.no_baseline:
-                await one(scenarios.broadcast("baseline", shape, rate))
+            for spread in shape.broadcast_modes:  # spread first: the headline row
+                moded = dataclasses.replace(shape, spread=spread)
+                await one(scenarios.broadcast("chat", moded, rate))
+                if not args.no_baseline:
+                    await one(scenarios.broadcast("baseline", moded, rate))
     if "ingest" in wanted:
         await one(scenarios.ingest(shape))
     if "idle" in wanted:
@@ -147,20 +190,41 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "connect" in wanted:
         await one(scenarios.connect_rate(shape))
     if "storm" in wanted:
-        await one(scenarios.storm(shape))
+        await one(storm.storm(shape))
+    if "fanout-nodes" in wanted:
+        for count in shape.node_counts:
+            for shards in shape.shard_counts:
+                name = f"fanout-nodes {count}x{shards} redis"
+                await one(nodes.fanout_nodes(shape, count, shards), name)
+    if "workers" in wanted:
+        # One process on Redis, then N: the broker's cost and the workers' apart.
+        await one(nodes.workers(shape, 1), "ingest on redis")
+        await one(nodes.workers(shape, shape.workers), f"ingest --workers {shape.workers}")
+    if "ceiling" in wanted:
+        await one(ceiling.ceiling(shape), f"ceiling {shape.ceiling}")
 
-    ratios = ratio_to_baseline(results)
+    ratios = (
+        ratio_to_baseline(results)
+        + workers_ratio(results)
+        + heard_lines(results)
+        + ceiling.summary(results)
+    )
     for line in ratios:
         print(line)
     return {"shape": shape.__dict__, "results": results, "ratios": ratios}
 
 
 def ratio_to_baseline(results: list[dict[str, Any]]) -> list[str]:
-    """Ours vs bench/baseline.py at each rate: delivered/s, and CPU per delivery (inverse)."""
+    """Ours vs bench/baseline.py at each rate and sender pattern: delivered/s, and CPU per
+    delivery (inverse)."""
     lines = []
-    ours = {r["offered_per_s"]: r for r in results if r.get("server") == "chat" and "senders" in r}
+    ours = {
+        (r["offered_per_s"], r["spread"]): r
+        for r in results
+        if r.get("server") == "chat" and "senders" in r
+    }
     for base in (r for r in results if r.get("server") == "baseline"):
-        mine = ours.get(base["offered_per_s"])
+        mine = ours.get((base["offered_per_s"], base["spread"]))
         if mine is None or not base["delivered_per_s"]:
             continue
         throughput = mine["delivered_per_s"] / base["delivered_per_s"]
@@ -170,11 +234,47 @@ def ratio_to_baseline(results: list[dict[str, Any]]) -> list[str]:
             else None
         )
         lines.append(
-            f"ratio to baseline at {base['offered_per_s']}/s offered: delivered/s "
+            f"ratio to baseline at {base['offered_per_s']}/s offered"
+            f"{', spread' if base['spread'] else ', in step'}: delivered/s "
             f"{throughput:.2f}, CPU efficiency (baseline CPU-s/1M / ours) "
             f"{'-' if cpu is None else f'{cpu:.2f}'}"
         )
     return lines
+
+
+def workers_ratio(results: list[dict[str, Any]]) -> list[str]:
+    """CPU per delivery of one process on Redis and of `serve --workers N` (all its processes,
+    Redis apart) against one process without Redis (the ingest row)."""
+    one = next((r for r in results if r["scenario"] == "ingest"), None)
+    if one is None or not one.get("cpu_s_per_1m"):
+        return []
+    lines = []
+    for r in results:
+        if "redis_cpu_s" not in r or "workers" not in r or not r.get("cpu_s_per_1m"):
+            continue
+        lines.append(
+            f"{r['scenario']} against one process (ingest): CPU per delivery "
+            f"{r['cpu_s_per_1m'] / one['cpu_s_per_1m']:.2f}x (and Redis {r['redis_cpu_s']} "
+            f"CPU-s), delivered/s {r['delivered_per_s']} against {one['delivered_per_s']}; "
+            "the server's processes and Redis share CPU 0, the generator has CPU 1"
+        )
+    return lines
+
+
+def heard_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Per node of each fanout-nodes row: frames heard from Redis / frames its members needed."""
+    return [
+        f"{r['scenario']}: heard/needed per node "
+        + ", ".join(
+            f"{h}/{n}" for h, n in zip(r["heard_per_node"], r["needed_per_node"], strict=True)
+        )
+        + " (whole chat per node: "
+        + ", ".join(map(str, r["whole_chat_per_node"]))
+        + "); Redis commands per shard "
+        + ", ".join(map(str, r["redis_commands_per_shard"]))
+        for r in results
+        if "heard_per_node" in r
+    ]
 
 
 def event_loop_name() -> str:
@@ -213,7 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        report = runner.run(run(args))
+        try:
+            report = runner.run(run(args))
+        except asyncio.CancelledError:
+            print("stopped (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
     report.update(
         command=command,
         started=started.isoformat(timespec="seconds"),
@@ -226,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"{started:%Y%m%dT%H%M%SZ}.json"
     out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print(f"results: {out}")
-    return 0
+    return 1 if any("error" in r for r in report["results"]) else 0
 
 
 if __name__ == "__main__":

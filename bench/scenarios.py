@@ -1,19 +1,18 @@
-"""The four scenarios. Each starts its own server (fresh database), sets up its clients, measures
-one bounded window and returns one result row (a dict)."""
+"""The single-server scenarios (the reconnect storm is in bench/storm.py, several nodes in
+bench/nodes.py, the ceiling in bench/ceiling.py). Each starts its own server (fresh database),
+sets up its clients, measures one bounded window and returns one result row (a dict)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import resource
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from bench.server import HOST, Server, cpu_seconds, login_all, rss_bytes
+from bench.measure import Window, percentiles
+from bench.server import HOST, RedisServer, Server, login_all, rss_bytes
 from bench.wsclient import WSClient, connect
 
 
@@ -39,6 +38,23 @@ class Shape:
     kernel_stamps: bool = True
     # Pauses that let the server settle before a measurement (idle RSS, join announcements).
     settle: float = 1.0
+    # Broadcast: spread senders (the headline row) and senders in step, unless --spread/--in-step.
+    broadcast_modes: tuple[bool, ...] = (True, False)
+    # fanout-nodes: server processes x Redis shards; rooms of members, each room's members
+    # alternating over `node_span` consecutive nodes; every member sending `node_rate` msg/s.
+    node_counts: tuple[int, ...] = (2, 4)
+    shard_counts: tuple[int, ...] = (1, 2)
+    node_rooms: int = 200
+    node_members: int = 10
+    node_span: int = 2
+    node_rate: float = 0.5
+    # workers: the ingest scenario against `serve --workers N`.
+    workers: int = 2
+    # ceiling: idle connections in one process, a broadcast to a room of up to `ceiling_room`.
+    ceiling: int = 50000
+    ceiling_room: int = 10000
+    # Sockets per loopback source address (127.0.0.2, .3, ...): inside the ephemeral port range.
+    ceiling_per_source: int = 20000
 
     @classmethod
     def quick(cls) -> Shape:
@@ -54,64 +70,15 @@ class Shape:
             connect=20,
             storm=40,
             settle=0.2,
+            node_counts=(2,),
+            shard_counts=(1,),
+            node_rooms=4,
+            node_members=4,
+            node_rate=2.0,
+            ceiling=60,
+            ceiling_room=30,
+            ceiling_per_source=25,  # three source addresses
         )
-
-
-def own_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def cpu_busy(cpu: int) -> tuple[float, float]:
-    """Seconds one CPU spent in processes (user + nice + system) and in interrupts (irq +
-    softirq: loopback TCP is largely softirq work) since boot, from /proc/stat."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{cpu} "):
-            v = [int(x) for x in line.split()[1:]]
-            tck = os.sysconf("SC_CLK_TCK")
-            return (v[0] + v[1] + v[2]) / tck, (v[5] + v[6]) / tck
-    return 0.0, 0.0
-
-
-class Window:
-    """CPU of the server, of this generator and of CPU 0 as a whole over one measured window."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.pid = server_pid
-        self.t0 = time.monotonic()
-        self.server0 = cpu_seconds(server_pid)
-        self.own0 = own_cpu()
-        self.cpu0 = cpu_busy(0)
-        self.cpu1 = cpu_busy(1)
-
-    def stop(self) -> dict[str, float]:
-        wall = time.monotonic() - self.t0
-        server = cpu_seconds(self.pid) - self.server0
-        own = own_cpu() - self.own0
-        # Whatever else ran on the server's CPU (other helpers' tests...) disturbs the figures.
-        procs, irqs = cpu_busy(0)
-        other = max(0.0, procs - self.cpu0[0] - server)
-        # ...and whatever else ran on the generator's CPU.
-        other1 = max(0.0, cpu_busy(1)[0] - self.cpu1[0] - own)
-        return {
-            "other_load_cpu1_frac": round(other1 / wall, 3) if wall else 0.0,
-            "irq_cpu0_frac": round((irqs - self.cpu0[1]) / wall, 3) if wall else 0.0,
-            "wall_s": round(wall, 3),
-            "server_cpu_s": round(server, 3),
-            "gen_cpu_frac": round(own / wall, 3) if wall else 0.0,
-            "other_load_cpu0_frac": round(other / wall, 3) if wall else 0.0,
-        }
-
-
-def percentiles(samples: Iterable[array[int]]) -> dict[str, float | None]:
-    values = sorted(v for arr in samples for v in arr)
-    if not values:
-        return {"p50_ms": None, "p99_ms": None, "p999_ms": None, "samples": 0}
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(q * len(values)))] / 1e6, 2)
-
-    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "p999_ms": at(0.999), "samples": len(values)}
 
 
 async def open_clients(
@@ -185,6 +152,7 @@ async def pace(
                 if client.closed_fut.done():
                     continue  # dropped by the server: counted as such, sends no more
                 text = make_text(text_bytes, f"c{idx}-{k}")
+                client.sent += 1
                 client.send_raw(
                     b'{"type":"chat","room":"%s","text":"%s","client_id":"c%d-%d"}'
                     % (room_of[idx].encode(), text, idx, k)
@@ -231,11 +199,11 @@ async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
         window = Window(server.pid)
         sent = await pace(senders, rate, shape.duration, rooms, shape.text_bytes, shape.spread)
         send_wall = time.monotonic() - window.t0
-        in_window = sum(c.chats for c in clients)
+        in_window = sum(c.delivered for c in clients)
         expected = sent * n
 
         def count() -> int:
-            return sum(c.chats for c in clients)
+            return sum(c.delivered for c in clients)
 
         await drain(clients, expected, count)
         costs = window.stop()
@@ -245,6 +213,7 @@ async def broadcast(kind: str, shape: Shape, rate: int) -> dict[str, Any]:
             + (" spread" if shape.spread else "")
             + (" [baseline]" if kind == "baseline" else ""),
             "server": kind,
+            "spread": shape.spread,
             "clients": n,
             "senders": shape.senders,
             "offered_per_s": shape.senders * rate * n,
@@ -261,6 +230,8 @@ def outcome(clients: list[Any], delivered: int, costs: dict[str, Any]) -> dict[s
     result = {
         "dropped": sum(1 for c in clients if c.closed_fut.done()),
         "errors": sum(c.errors for c in clients),
+        # Chat documents for a (room, seq) the client had already seen: not counted as delivered.
+        "repeats": sum(c.repeats for c in clients),
         **percentiles(c.latencies for c in clients if c.latencies is not None),
         "cpu_s_per_1m": round(costs["server_cpu_s"] / delivered * 1e6, 2) if delivered else None,
         **costs,
@@ -270,11 +241,15 @@ def outcome(clients: list[Any], delivered: int, costs: dict[str, Any]) -> dict[s
     return result
 
 
-async def ingest(shape: Shape) -> dict[str, Any]:
-    """`ingest_rooms` rooms x `ingest_members`, every member sending: stored-and-acked msgs/s."""
+async def ingest(
+    shape: Shape, workers: int = 1, redis: Sequence[RedisServer] = ()
+) -> dict[str, Any]:
+    """`ingest_rooms` rooms x `ingest_members`, every member sending: stored-and-acked msgs/s.
+    With `workers` > 1, against `serve --workers N` sharing `redis` (its CPU reported apart)."""
     n = shape.ingest_rooms * shape.ingest_members
     room_names = [f"ingest{r}" for r in range(shape.ingest_rooms)]
-    async with Server("chat") as server:
+    env = {"REDIS_URL": ",".join(r.url for r in redis)} if redis else {}
+    async with Server("chat", extra_env=env, workers=workers) as server:
         await server.prepare(n, room_names)
         await server.start()
         cookies: list[str | None] = list(await login_all(server.port, n))
@@ -284,7 +259,8 @@ async def ingest(shape: Shape) -> dict[str, Any]:
         for i, c in enumerate(clients):
             c.ack_mark = b'"client_id":"c%d-' % i
             c.measure(probe=False, kernel_stamps=shape.kernel_stamps)
-        window = Window(server.pid)
+        pids = server.pids()
+        window = Window(*pids, redis_pids=[r.pid for r in redis])
         sent = await pace(
             list(enumerate(clients)),
             shape.ingest_rate,
@@ -298,10 +274,13 @@ async def ingest(shape: Shape) -> dict[str, Any]:
         await drain(clients, sent, lambda: sum(c.acks for c in clients))
         costs = window.stop()
         acked = sum(c.acks for c in clients)
-        delivered = sum(c.chats for c in clients)
+        delivered = sum(c.delivered for c in clients)
         return {
-            "scenario": "ingest spread" if shape.spread else "ingest",
+            "scenario": ("ingest spread" if shape.spread else "ingest")
+            + (f" --workers {workers}" if workers > 1 else " on redis" if redis else ""),
             "server": "chat",
+            "workers": workers,
+            "server_processes": len(pids),
             "clients": n,
             "rooms": shape.ingest_rooms,
             "offered_per_s": round(n * shape.ingest_rate),
@@ -380,61 +359,3 @@ async def connect_rate(shape: Shape) -> dict[str, Any]:
             "server_cpu_ms_per_connect": round(costs["server_cpu_s"] / len(clients) * 1000, 3),
             **costs,
         }
-
-
-async def storm(shape: Shape) -> dict[str, Any]:
-    """A reconnect storm: `shape.storm` authenticated clients, connected, all send `join` for
-    one room at the same instant (as every page does after a restart); seconds until the last
-    one has its history and presence."""
-    n = shape.storm
-    accounts = max(1, n // 2)
-    raise_open_files()
-    async with Server("chat") as server:
-        await server.prepare(accounts, [])
-        await server.start()
-        cookies: list[str | None] = list(await login_all(server.port, accounts))
-        clients: list[WSClient] = []
-        work = iter(range(n))
-
-        async def opener() -> None:
-            for i in work:
-                clients.append(await connect(HOST, server.port, cookies[i % accounts]))
-
-        await asyncio.gather(*(opener() for _ in range(64)))
-        window = Window(server.pid)
-        joined: list[float] = []
-
-        async def rejoin(c: WSClient) -> None:
-            await c.join("general", within=SCENARIO_JOIN_TIMEOUT)
-            joined.append(time.monotonic() - window.t0)
-
-        outcomes = await asyncio.gather(*(rejoin(c) for c in clients), return_exceptions=True)
-        costs = window.stop()
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        failed = len(errors)
-        for c in clients:
-            c.close()
-        lat = array("q", (int(t * 1e9) for t in joined))
-        return {
-            "scenario": "storm",
-            "server": "chat",
-            "clients": n,
-            "all_joined_s": round(max(joined), 3) if joined else None,
-            "connects_per_s": round(len(joined) / costs["wall_s"]) if costs["wall_s"] else 0,
-            "dropped": failed,
-            **percentiles([lat]),
-            "server_cpu_ms_per_join": round(costs["server_cpu_s"] / max(1, len(joined)) * 1000, 3),
-            "first_error": repr(errors[0])[:200] if errors else None,
-            **costs,
-        }
-
-
-# How long one client of a storm may wait for its history before it counts as failed.
-SCENARIO_JOIN_TIMEOUT = 120.0
-
-
-def raise_open_files() -> None:
-    """The generator holds every client's socket: its soft open-file limit up to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -4,6 +4,7 @@ from /proc. Also: accounts and rooms in the fresh database, and logins through t
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import re
 import shutil
@@ -25,6 +26,14 @@ PASSWORD = "bench password 1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 HOST = "127.0.0.1"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child between fork and exec: SIGTERM when the bench dies, however it dies (a timeout,
+    SIGKILL), so no server outlives the run. Linux's prctl(PR_SET_PDEATHSIG); kept across exec."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -88,6 +97,7 @@ class Server:
 
     kind: str  # "chat" or "baseline"
     extra_env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1  # `serve --workers N` (needs REDIS_URL in extra_env)
     port: int = field(default_factory=free_port)
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="chat-bench-")))
     proc: subprocess.Popen[bytes] | None = None
@@ -106,7 +116,13 @@ class Server:
             args = [sys.executable, str(ROOT / "bench" / "baseline.py"), "--port", str(self.port)]
         else:
             args = [sys.executable, "-m", "chat", "serve"]
+            if self.workers > 1:
+                args += ["--workers", str(self.workers)]
         return pin(0) + args
+
+    def pids(self) -> list[int]:
+        """The server's processes: the one started, and with --workers its children."""
+        return [self.pid, *children(self.pid)]
 
     async def prepare(self, accounts: int, rooms: list[str]) -> None:
         """Accounts and rooms straight into the fresh database, before the server starts."""
@@ -128,7 +144,12 @@ class Server:
     def spawn(self) -> None:
         with (self.tmp / "server.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                self.command(), env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                self.command(),
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
 
     async def start(self) -> None:
@@ -169,6 +190,78 @@ class Server:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid`, from /proc/<n>/stat (field 4 is the parent)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, pinned with the servers to CPU 0: no
+    persistence; always stopped on exit."""
+
+    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="chat-bench-redis-")))
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *pin(0), "redis-server", "--bind", HOST, "--port", str(self.port),
+                "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
+                "--logfile", "redis.log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        self.spawn()
+        assert self.proc is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            try:
+                _, writer = await asyncio.open_connection(HOST, self.port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+        raise RuntimeError("redis-server did not listen within 20 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def username(i: int) -> str:

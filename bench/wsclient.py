@@ -2,10 +2,13 @@
 
 It speaks just enough RFC 6455 for the bench: an upgrade with a session cookie, unfragmented text
 frames out (masked with an all-zero key, which RFC 6455 allows and which makes masking free), and
-unfragmented frames in. During setup every JSON document is parsed; during a measurement a client
-only counts `chat` documents with `bytes.count` (C speed), and a *probe* client also reads the send
-timestamp (wall clock, ns) out of each message text to sample end-to-end latency, up to the
-kernel's receive stamp of the data (SO_TIMESTAMPNS) unless told to stop the clock when it reads.
+frames in, fragmented or not (a text message may come as a first frame with FIN clear and
+continuation frames, with control frames in between). During setup every JSON document is parsed;
+during a measurement a client counts `chat` documents (`bytes.count`, C speed) and, from their
+`room` and `seq`, the distinct messages it got (what a user sees: a repeat is not a delivery); a
+*probe* client also reads the send timestamp (wall clock, ns) out of each message text to sample
+end-to-end latency, up to the kernel's receive stamp of the data (SO_TIMESTAMPNS) unless told to
+stop the clock when it reads.
 
 A server text frame may carry several JSON documents separated by "\\n" (docs/protocol.md,
 "Batching"); everything here handles that.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import socket
 import struct
 import time
@@ -30,6 +34,29 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 CHAT_MARK = b'"type":"chat"'
 ERROR_MARK = b'"type":"error"'
 TEXT_MARK = b'"text":"'
+# The head of every chat document (chat/live/protocol.py writes type, room, seq first).
+CHAT_SEQ = re.compile(rb'"type":"chat","room":"((?:[^"\\]|\\.)*)","seq":(\d+)')
+
+
+CHAT_HEAD = b'"type":"chat","room":"'
+SEQ_KEY = b'","seq":'
+
+
+def chat_head(buf: bytearray, at: int, end: int) -> tuple[bytes, int]:
+    """The room and seq of the chat document whose CHAT_HEAD is at `at`. Inside a JSON string
+    every quote is escaped, so the first `","seq":` after the room's opening quote ends it."""
+    room = at + len(CHAT_HEAD)
+    key = buf.find(SEQ_KEY, room, end)
+    digits = key + len(SEQ_KEY)
+    stop = buf.find(b",", digits, end)  # chat/live/protocol.py: "user" follows "seq"
+    return bytes(buf[room:key]), int(buf[digits : stop if stop >= 0 else end])
+
+
+def unmask(key: bytes | bytearray, payload: bytes | bytearray) -> bytes:
+    """XOR a masked payload with its 4-byte key (RFC 6455 5.3)."""
+    n = len(payload)
+    stream = (bytes(key) * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -61,8 +88,14 @@ class WSClient(asyncio.Protocol):
         self.docs: deque[dict[str, Any]] = deque()
         self.arrived = asyncio.Event()
         # Measurement mode counters.
-        self.chats = 0
+        self.sent = 0  # chat messages this client sent (bench/scenarios.py `pace`)
+        self.chats = 0  # chat documents read
+        self.delivered = 0  # distinct (room, seq) among them: what a user would see
+        self.repeats = 0  # chat documents whose (room, seq) this client had already seen
+        self.last_seq: dict[bytes, int] = {}
         self.errors = 0
+        # The fragments of a text message so far (None: not inside a fragmented message).
+        self.fragments: bytearray | None = None
         self.probe = False
         self.latencies: array[int] | None = None
         # Ingest: acks of our own messages, found by our client_id prefix.
@@ -114,7 +147,8 @@ class WSClient(asyncio.Protocol):
             self.upgraded.set_result(None)
         pos, n = 0, len(buf)
         while n - pos >= 2:
-            length = buf[pos + 1] & 0x7F
+            second = buf[pos + 1]
+            length = second & 0x7F
             head = 2
             if length == 126:
                 if n - pos < 4:
@@ -126,21 +160,40 @@ class WSClient(asyncio.Protocol):
                     break
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 head = 10
+            if second & 0x80:  # a masked frame: servers must not, but read it right anyway
+                head += 4
             start = pos + head
             end = start + length
             if end > n:
                 break
-            opcode = buf[pos] & 0x0F
-            if opcode == 1:
-                self._on_text(buf, start, end)
-            elif opcode == 8:
-                self.close_code = int.from_bytes(buf[start : start + 2], "big") if length else 1005
-            elif opcode == 9 and self.transport is not None:
-                payload = bytes(buf[start:end])
-                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+            if second & 0x80:
+                buf[start:end] = unmask(buf[start - 4 : start], buf[start:end])
+            self._on_frame(buf[pos], buf, start, end)
             pos = end
         if pos:
             del buf[:pos]
+
+    def _on_frame(self, first: int, buf: bytearray, start: int, end: int) -> None:
+        """One frame: a whole text message, a fragment of one (FIN bit clear, then continuation
+        frames until one has FIN set; control frames may come in between), or a control frame."""
+        opcode, fin = first & 0x0F, first & 0x80
+        if opcode == 1 and fin and self.fragments is None:
+            self._on_text(buf, start, end)
+        elif opcode == 1 or opcode == 0:
+            if opcode == 1:
+                self.fragments = bytearray()
+            if self.fragments is None:
+                self.errors += 1  # a continuation with nothing to continue: a protocol error
+                return
+            self.fragments += buf[start:end]
+            if fin:
+                message, self.fragments = self.fragments, None
+                self._on_text(message, 0, len(message))
+        elif opcode == 8:
+            self.close_code = int.from_bytes(buf[start : start + 2], "big") if end > start else 1005
+        elif opcode == 9 and self.transport is not None:
+            payload = bytes(buf[start:end])
+            self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.upgraded.done():
@@ -157,11 +210,44 @@ class WSClient(asyncio.Protocol):
                 self.docs.append(orjson.loads(doc))
             self.arrived.set()
             return
-        self.chats += buf.count(CHAT_MARK, start, end)
+        n = buf.count(CHAT_MARK, start, end)
+        if n:
+            self.chats += n
+            self._count_distinct(buf, start, end, n)
         if self.probe or self.ack_mark is not None:
             self._sample(bytes(buf[start:end]))
         elif buf.count(ERROR_MARK, start, end):
             self.errors += buf.count(ERROR_MARK, start, end)
+
+    def _count_distinct(self, buf: bytearray, start: int, end: int, n: int) -> None:
+        """Count each (room, seq) once. A room's seqs arrive in order, one apart, so a frame
+        whose chat documents are all one room's next seqs is counted from its first and last
+        document; anything else document by document."""
+        first = buf.find(CHAT_HEAD, start, end)
+        if first < 0:
+            self._count_each(buf, start, end)
+            return
+        room, seq = chat_head(buf, first, end)
+        if n > 1:
+            tail = buf.rfind(CHAT_HEAD, start, end)
+            if chat_head(buf, tail, end) != (room, seq + n - 1):
+                self._count_each(buf, start, end)
+                return
+        if seq > self.last_seq.get(room, 0):
+            self.last_seq[room] = seq + n - 1
+            self.delivered += n
+        else:
+            self._count_each(buf, start, end)
+
+    def _count_each(self, buf: bytearray, start: int, end: int) -> None:
+        last = self.last_seq
+        for room, raw in CHAT_SEQ.findall(buf, start, end):
+            seq = int(raw)
+            if seq > last.get(room, 0):
+                last[room] = seq
+                self.delivered += 1
+            else:
+                self.repeats += 1
 
     def _sample(self, payload: bytes) -> None:
         now = self.received_ns or time.time_ns()
@@ -281,9 +367,21 @@ class WSClient(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(host: str, port: int, cookie: str | None, within: float = 30.0) -> WSClient:
+async def connect(
+    host: str,
+    port: int,
+    cookie: str | None,
+    within: float = 30.0,
+    source: str | None = None,
+) -> WSClient:
+    """An upgraded client; from the loopback address `source` (with any port) when given."""
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(lambda: WSClient(host, port, cookie), host, port)
+    _, proto = await loop.create_connection(
+        lambda: WSClient(host, port, cookie),
+        host,
+        port,
+        local_addr=None if source is None else (source, 0),
+    )
     async with asyncio.timeout(within):
         await proto.upgraded
     return proto
