@@ -12,7 +12,7 @@ import pytest
 from aiohttp import WSCloseCode, WSMsgType
 
 from chat.fanout.broker import CloseSockets
-from chat.fanout.redis_broker import RedisBroker, redis_client
+from chat.fanout.redis_broker import RedisBroker
 from chat.live.hub import Hub
 from chat.storage.store import Store
 from tests.cluster import ROOT, Cluster, chats_until, online, wait_for
@@ -225,8 +225,7 @@ async def test_a_kick_closes_every_socket_of_the_user_on_every_node(
             NODE_ID="admin-tool",
         )
         store = await Store.open(settings.database_url, history_limit=settings.history_limit)
-        redis = redis_client(settings)
-        broker = RedisBroker(Hub(), store, settings, redis)
+        broker = RedisBroker(Hub(), store, settings)
         try:
             await broker.start()
             user = await store.user_by_name("bob")
@@ -241,7 +240,6 @@ async def test_a_kick_closes_every_socket_of_the_user_on_every_node(
                 assert msg.extra == "kicked by an admin"
         finally:
             await broker.stop()
-            await redis.aclose()
             await store.close()
         await send(alices, type="chat", room="general", text="alice stays")
         assert [f["text"] for f in await chats_until(alices, 1)] == ["alice stays"]
