@@ -129,7 +129,8 @@ def redis_urls(raw: str) -> tuple[str, ...]:
     for url in urls:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
-                "REDIS_URL: expected redis://, rediss:// or unix:// URLs separated by commas"
+                "REDIS_URL: expected a redis://, rediss:// or unix:// URL "
+                "(several: separated by commas)"
             )
         name = redis_server_name(url)
         if name in seen:
