@@ -112,6 +112,7 @@ class Shard:
         self._catching_up: asyncio.Task[None] | None = None
         self._catch_up_again = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         # Set while the subscriber is subscribed (tests, /readyz and the metrics read it).
         self.subscribed = asyncio.Event()
         self.frames_heard = 0  # room frames from other nodes, through this server
@@ -127,10 +128,15 @@ class Shard:
             await self._drained.wait()
 
     async def stop(self) -> None:
-        tasks = self._tasks + ([self._catching_up] if self._catching_up else [])
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = True
+        pending = set(self._tasks + ([self._catching_up] if self._catching_up else []))
+        # Cancel until they are done: a cancellation that lands inside redis-py's timed read
+        # can be taken for its timeout (get_message then returns None), so that one cancel()
+        # is lost; the subscriber would go on listening and shutdown would hang.
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
 
     # --- publishing ---
 
@@ -199,7 +205,7 @@ class Shard:
 
     async def _subscribe_forever(self) -> None:
         backoff = Backoff(self._what("subscriber"), self.settings.redis_backoff_max_seconds)
-        while True:
+        while not self._stopping:
             pubsub = self.redis.pubsub()
             try:
                 # The control channel last: its confirmation comes after every room's.
@@ -236,7 +242,7 @@ class Shard:
         loop = asyncio.get_running_loop()
         heard = loop.time()
         pinged = False
-        while True:
+        while not self._stopping:
             msg = await pubsub.get_message(timeout=beat)
             now = loop.time()
             if msg is not None:

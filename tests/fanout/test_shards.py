@@ -18,7 +18,9 @@ import pytest
 from redis.asyncio import Redis
 
 from chat.environment import SettingsError, redis_server_name
+from chat.fanout.redis_broker import RedisBroker
 from chat.fanout.shards import Ring, owner
+from chat.live.hub import Hub
 from chat.settings import Settings
 from chat.storage.store import Store
 from tests.cluster import ROOT, Cluster
@@ -244,3 +246,19 @@ async def test_nodes_on_two_servers_deliver_every_room_once_in_order(
     for server in ring.servers:
         assert f'chat_redis_shard_up{{shard="{server}"}} 1.0' in metrics
         assert f'chat_redis_shard_frames_heard_total{{shard="{server}"}} 10.0' in metrics
+
+
+async def test_a_node_stops_promptly_just_after_a_server_came_back(
+    store: Store, settings: Settings, second_redis_server: RedisServer
+) -> None:
+    broker = RedisBroker(Hub(), store, settings)
+    await broker.start()
+    await until(broker.all_subscribed)
+    second_redis_server.stop()
+    try:
+        await until(lambda: not broker.shards[1].subscribed.is_set())
+    finally:
+        second_redis_server.start()
+    # The subscriber is reconnecting and listening again; a shutdown must not wait for it.
+    async with asyncio.timeout(5):
+        await broker.stop()
