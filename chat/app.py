@@ -158,12 +158,14 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     # Imported here: redis-py is only needed by deployments that set REDIS_URL.
-    from chat.fanout.redis_broker import RedisBroker, redis_client
+    from chat.fanout.redis_broker import RedisBroker
     from chat.fanout.redis_presence import RedisPresence
 
-    redis = redis_client(settings)
-    broker = RedisBroker(hub, app[STORE], settings, redis)
-    presence = RedisPresence(hub, settings, redis, broker.origin)
+    # Rooms spread over every server REDIS_URL lists; presence leases on the first (the
+    # broker's `redis`), where every node reads them all at once.
+    broker = RedisBroker(hub, app[STORE], settings)
+    presence = RedisPresence(hub, settings, broker.redis, broker.origin)
+    app[METRICS].registry.register(broker.collector())
     # Neither waits for Redis: a node starts (and serves its own users) while Redis is down.
     await broker.start()
     await presence.start()
@@ -172,15 +174,14 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CONVERSATIONS] = Conversations(app)
     log.info(
         "fan-out and presence on redis %s as node %s",
-        _redacted_redis(settings.redis_url),
+        ",".join(_redacted_redis(url) for url in settings.redis_urls),
         settings.node_id,
     )
     try:
         yield
     finally:
         await presence.stop()
-        await broker.stop()
-        await redis.aclose()
+        await broker.stop()  # closes the clients, the first one after presence is done with it
 
 
 async def _keep_alive_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -108,6 +108,40 @@ def networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, .
     return tuple(networks)
 
 
+def redis_server_name(url: str) -> str:
+    """What names a Redis server among several (chat.fanout.shards hashes rooms by it): its
+    `host:port`, or `unix:<path>`; no credentials and no database number, since pub/sub
+    channels are shared by every database of one server."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise SettingsError(f"REDIS_URL: bad port in {parts.hostname}") from None
+    return f"{(parts.hostname or 'localhost').lower()}:{port}"
+
+
+def redis_urls(raw: str) -> tuple[str, ...]:
+    """REDIS_URL: one URL, or several independent servers separated by commas."""
+    urls = tuple(u.strip() for u in raw.split(","))
+    seen: set[str] = set()
+    for url in urls:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                "REDIS_URL: expected a redis://, rediss:// or unix:// URL "
+                "(several: separated by commas)"
+            )
+        name = redis_server_name(url)
+        if name in seen:
+            raise SettingsError(
+                f"REDIS_URL: {name} is listed twice (each Redis server once: "
+                "its databases share one set of pub/sub channels)"
+            )
+        seen.add(name)
+    return urls
+
+
 def public_url(raw: str) -> str | None:
     """PUBLIC_URL: the origin browsers use, scheme://host[:port] (a trailing / is dropped)."""
     raw = raw.strip().rstrip("/")

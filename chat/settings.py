@@ -21,6 +21,7 @@ from chat.environment import (
     load_or_create_secret,
     networks,
     public_url,
+    redis_urls,
     secret_from,
     tls_files,
 )
@@ -126,8 +127,8 @@ class Settings:
                 f"got {database_url.split('://', 1)[0]!r}"
             )
         redis_url = env.get("REDIS_URL") or None
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("REDIS_URL: expected a redis://, rediss:// or unix:// URL")
+        if redis_url is not None:
+            redis_urls(redis_url)  # one or several servers, each named once
         # The drivers of the optional engines are extras: say which, instead of an ImportError.
         if redis_url is not None and importlib.util.find_spec("redis") is None:
             raise SettingsError("REDIS_URL: needs the redis package (pip install 'chat[redis]')")
@@ -289,6 +290,11 @@ class Settings:
                 "HISTORY_PAGE_SIZE", int, d.history_page_size, low=10, high=1000
             ),
         )
+
+    @property
+    def redis_urls(self) -> tuple[str, ...]:
+        """The Redis servers REDIS_URL lists (rooms are spread over them), or none."""
+        return () if self.redis_url is None else redis_urls(self.redis_url)
 
     @property
     def scheme(self) -> str:

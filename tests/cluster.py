@@ -119,7 +119,8 @@ class Node:
 
 
 class Cluster:
-    """Nodes sharing one Redis (under a key prefix of this test's own) and one database."""
+    """Nodes sharing one Redis, or several listed comma-separated (under a key prefix of this
+    test's own), and one database."""
 
     def __init__(self, tmp: Path, redis_url: str, prefix: str) -> None:
         self.tmp = tmp
@@ -161,7 +162,8 @@ class Cluster:
         return [n for n in self.nodes if n.alive]
 
     async def subscribers(self) -> int:
-        redis = Redis.from_url(self.redis_url)
+        # Every node subscribes to the control channel on the first server (and each other's).
+        redis = Redis.from_url(self.redis_url.split(",")[0])
         try:
             counts = await redis.pubsub_numsub(f"{self.prefix}:control")
         finally:

@@ -1,5 +1,6 @@
 """How a published frame reaches every node's hub. In one process: straight to the hub. With
-Redis (chat.fanout.redis_broker): one pub/sub subscriber per process feeds the local hub.
+Redis (chat.fanout.redis_broker): one pub/sub subscriber per process and Redis server feeds
+the local hub.
 
 Besides room frames there are control events (close a user's or a session's sockets), which must
 also reach every node.

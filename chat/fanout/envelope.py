@@ -22,11 +22,12 @@ log = logging.getLogger("chat.fanout.redis_broker")
 FIRST_BACKOFF = 0.1
 
 
-def redis_client(settings: Settings) -> Redis:
-    """A client that fails fast: the loops here own retrying, and a publish must never stall."""
-    assert settings.redis_url is not None
+def redis_client(settings: Settings, url: str | None = None) -> Redis:
+    """A client that fails fast: the loops here own retrying, and a publish must never stall.
+    For `url`, or else the first server REDIS_URL lists."""
+    url = url or settings.redis_urls[0]
     return Redis.from_url(
-        settings.redis_url,
+        url,
         socket_connect_timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds,
         retry=Retry(NoBackoff(), 0),

@@ -1,33 +1,37 @@
-"""Fan-out across nodes over Redis pub/sub: one channel per room, one subscriber task per process.
+"""Fan-out across nodes over Redis pub/sub: one channel per room, on one of several Redis servers
+(see docs/architecture.md, "Fan-out over several Redis").
 
 Publishing never waits for Redis. A frame goes to this node's sequencer at once (so local members
-see it even while Redis is down) and into a bounded outbox that one publisher task pipelines to
-Redis, on the room's own channel (`<prefix>:room:<name>`). A node subscribes to the channel of
-each room it has members in, from the moment the first one starts to join (before its history is
-read) until `ROOM_UNSUBSCRIBE_SECONDS` after the last one left, so a message of a room nobody here
-is in never reaches this node, and a page reload does not unsubscribe and subscribe again. The
-subscriber task feeds the frames it hears to the sequencer, which restores seq order and drops
-duplicates. Control events (close a user's or a session's sockets: logout, kick, ban, removal)
-and resync requests are rare, and every node may have the sockets they concern: they travel on
-one channel every node hears (`<prefix>:control`).
+see it even while Redis is down) and into the outbox of the server that carries its room
+(chat.fanout.shards: rendezvous hashing of the room name over the servers `REDIS_URL` lists; with
+one server, that one), whose publisher task pipelines it to the room's own channel
+(`<prefix>:room:<name>`). A node subscribes to the channel of each room it has members in, from
+the moment the first one starts to join (before its history is read) until
+`ROOM_UNSUBSCRIBE_SECONDS` after the last one left, so a message of a room nobody here is in
+never reaches this node, and a page reload does not unsubscribe and subscribe again. Each
+server's subscriber task feeds the frames it hears to the one sequencer, which restores seq
+order and drops duplicates.
 
-When Redis goes away both tasks log it and retry with capped, jittered backoff. Once subscribed
-again (to the control channel and every room followed), the node re-reads from the database what
-its rooms missed (`Sequencer.catch_up`). A node whose publishes were lost while others stayed
-subscribed announces a `resync`, so the others catch up too.
+Control events (close a user's or a session's sockets: logout, kick, ban, removal) are rare, and
+every node may have the sockets they concern, so there is no room to spread them by: they travel
+on one channel every node hears (`<prefix>:control`) on the first server, where the presence
+leases are too (every node reads all of them at once). Every server has a control channel of its
+own name, which carries its resync requests.
+
+When a server goes away, its tasks log it and retry with capped, jittered backoff; only its
+rooms wait. Once subscribed there again, the node re-reads from the database what those rooms
+missed (`Sequencer.catch_up`). A node whose publishes to a server were lost while others stayed
+subscribed announces a `resync` on that server, so the others catch up its rooms too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections import deque
+from functools import partial
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from chat.fanout.broker import CloseSockets, apply_control
@@ -38,8 +42,8 @@ from chat.fanout.envelope import (
     control_event,
     redis_client,
 )
-from chat.fanout.envelope import text as _text
 from chat.fanout.sequencer import Sequencer
+from chat.fanout.shards import Ring, Shard, ShardCollector, drain_all
 from chat.live.hub import Hub
 from chat.settings import Settings
 from chat.storage.store import Store
@@ -55,13 +59,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLISH_BATCH = 512
-
 
 class RedisBroker:
-    def __init__(self, hub: Hub, store: Store, settings: Settings, redis: Redis) -> None:
+    def __init__(self, hub: Hub, store: Store, settings: Settings) -> None:
         self.hub = hub
-        self.redis = redis
         self.settings = settings
         self.prefix = settings.redis_prefix
         self.channel = f"{settings.redis_prefix}:control"
@@ -70,55 +71,80 @@ class RedisBroker:
         self.sequencer = Sequencer(
             hub, store, gap_wait=settings.fanout_gap_seconds, hold_limit=settings.send_queue_size
         )
-        self._outbox: deque[tuple[str, bytes]] = deque()
-        # The rooms this node hears (subscribed, or to be once Redis is back), and since when
-        # the ones nobody here is in any more have been empty.
+        urls = settings.redis_urls
+        self.ring = Ring.of(urls)
+        self.shards = [
+            Shard(
+                i,
+                self.ring.servers[i],
+                redis_client(settings, url),
+                settings,
+                origin=self.origin,
+                several=len(urls) > 1,
+                channels=partial(self._channels_of, i),
+                received=self._received,
+                catch_up=self._catch_up,
+            )
+            for i, url in enumerate(urls)
+        ]
+        # The rooms this node hears (subscribed, or to be once their server is back), and since
+        # when the ones nobody here is in any more have been empty.
         self.rooms: set[str] = set()
         self._empty_since: dict[str, float] = {}
-        self._pubsub: PubSub | None = None  # while subscribed
-        self._confirming: dict[str, asyncio.Future[None]] = {}  # channel -> its subscribe
-        self._outbox_ready = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._resync_needed = False
-        self._catching_up: asyncio.Task[None] | None = None
-        self._catch_up_again = False
         self._tasks: list[asyncio.Task[None]] = []
-        # Set while the subscriber is subscribed (tests and /readyz can wait on it).
-        self.subscribed = asyncio.Event()
+
+    @property
+    def redis(self) -> Redis:
+        """The first server's client: control events and presence leases live there."""
+        return self.shards[0].redis
+
+    def collector(self) -> ShardCollector:
+        """Per-server metrics (chat_redis_shard_up, chat_redis_shard_frames_heard)."""
+        return ShardCollector(self.shards)
+
+    def all_subscribed(self) -> bool:
+        return all(shard.subscribed.is_set() for shard in self.shards)
+
+    def shard_of(self, room: str) -> Shard:
+        return self.shards[self.ring(room)]
 
     async def start(self) -> None:
+        for shard in self.shards:
+            shard.start()
         self._tasks = [
-            asyncio.create_task(self._subscribe_forever(), name="redis-subscriber"),
-            asyncio.create_task(self._publish_forever(), name="redis-publisher"),
             asyncio.create_task(self._check_positions_forever(), name="position-check"),
             asyncio.create_task(self._let_go_forever(), name="room-unsubscriber"),
         ]
 
     async def stop(self) -> None:
-        # Let what is queued go out (the leave announcements of a shutdown), briefly.
-        if self._outbox:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._drained.wait()
-        tasks = self._tasks + ([self._catching_up] if self._catching_up else [])
-        for task in tasks:
+        await drain_all(self.shards, 1.0)
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(shard.stop() for shard in self.shards))
         await self.sequencer.stop()
+        for shard in self.shards:
+            await shard.redis.aclose()
 
     async def ping(self) -> None:
-        """For /readyz: Redis answers (fan-out to other nodes works)."""
-        await self.redis.ping()
+        """For /readyz: every Redis server answers (fan-out to other nodes works)."""
+        results = await asyncio.gather(
+            *(shard.redis.ping() for shard in self.shards), return_exceptions=True
+        )
+        for shard, result in zip(self.shards, results, strict=True):
+            if isinstance(result, BaseException):
+                raise ConnectionError(f"redis {shard.name}: {result}") from result
 
     # --- the Broker protocol ---
 
     def publish(self, room: str, payload: str, seq: int | None = None) -> None:
         self.sequencer.offer(room, payload, seq)
-        self._send(self.room_channel(room), Envelope("m", self.origin, room, seq, payload))
+        envelope = Envelope("m", self.origin, room, seq, payload)
+        self.shard_of(room).send(self.room_channel(room), envelope.encode())
 
     async def control(self, event: CloseSockets) -> None:
         apply_control(self.hub, event)
-        self._send(self.channel, control_envelope(self.origin, event))
+        self.shards[0].send(self.channel, control_envelope(self.origin, event).encode())
 
     def room_channel(self, room: str) -> str:
         return f"{self.prefix}:room:{room}"
@@ -129,22 +155,11 @@ class RedisBroker:
             return
         self.rooms.add(room)
         self.sequencer.begin(room)
-        pubsub = self._pubsub
-        if pubsub is None:
-            return  # Redis is away: subscribed with the others when it is back, then caught up
-        channel = self.room_channel(room)
-        confirmed = self._confirming.get(channel)
-        if confirmed is None:
-            confirmed = self._confirming[channel] = asyncio.get_running_loop().create_future()
-        try:
-            # Confirmed before the joiner's history is read: what is published after the read
-            # reaches this node. A join waits for it at most REDIS_TIMEOUT_SECONDS.
-            async with asyncio.timeout(self.settings.redis_timeout_seconds):
-                await pubsub.subscribe(channel)
-                await asyncio.shield(confirmed)
-        except (RedisError, OSError, TimeoutError) as exc:
-            # The subscriber notices the lost connection, subscribes again and catches up.
-            log.debug("subscribing to %s: %s", channel, exc)
+        # Confirmed before the joiner's history is read: what is published after the read
+        # reaches this node. A join waits for it at most REDIS_TIMEOUT_SECONDS; while the
+        # room's server is away, it is subscribed with the others when it is back, then
+        # caught up.
+        await self.shard_of(room).subscribe(self.room_channel(room))
 
     def joined(self, room: str, seq: int) -> None:
         self.sequencer.joined(room, seq)
@@ -160,58 +175,19 @@ class RedisBroker:
     async def _let_go(self, grace: float) -> None:
         """Unsubscribe from the rooms nobody here has been in for `grace` seconds."""
         now = asyncio.get_running_loop().time()
-        gone = []
+        gone: dict[int, list[str]] = {}
         for room in self.rooms:
             if self.hub.has_members(room):
                 self._empty_since.pop(room, None)
             elif now - self._empty_since.setdefault(room, now) >= grace:
-                gone.append(room)
-        for room in gone:
-            self.rooms.discard(room)
-            self._empty_since.pop(room, None)
-            self.sequencer.forget(room)
-        pubsub = self._pubsub
-        if gone and pubsub is not None:
-            try:
-                await pubsub.unsubscribe(*(self.room_channel(r) for r in gone))
-            except (RedisError, OSError) as exc:  # the next subscription leaves them out
-                log.debug("unsubscribing: %s", exc)
-
-    # --- publishing ---
-
-    def _send(self, channel: str, envelope: Envelope) -> None:
-        if len(self._outbox) >= self.settings.publish_queue_size:
-            # Redis is down or too slow: drop the oldest; the others re-read it from the database.
-            self._outbox.popleft()
-            self._resync_needed = True
-        self._outbox.append((channel, envelope.encode()))
-        self._drained.clear()
-        self._outbox_ready.set()
-
-    async def _publish_forever(self) -> None:
-        backoff = Backoff("publisher", self.settings.redis_backoff_max_seconds)
-        while True:
-            if not self._outbox:
-                self._drained.set()
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-            batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
-            if self._resync_needed:
-                batch.append((self.channel, Envelope("r", self.origin).encode()))
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for channel, data in batch:
-                        pipe.publish(channel, data)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                # What was committed is in the database: the batch is dropped, not retried, and
-                # every node re-reads it once Redis is back (its own reconnect or our resync).
-                self._resync_needed = True
-                await backoff.failed(exc)
-                continue
-            if batch[-1][1].startswith(b"r "):
-                self._resync_needed = False
-            backoff.succeeded()
+                gone.setdefault(self.ring(room), []).append(room)
+        for rooms in gone.values():
+            for room in rooms:
+                self.rooms.discard(room)
+                self._empty_since.pop(room, None)
+                self.sequencer.forget(room)
+        for index, rooms in gone.items():
+            await self.shards[index].unsubscribe([self.room_channel(r) for r in rooms])
 
     # --- the position check ---
 
@@ -225,105 +201,42 @@ class RedisBroker:
             except (SQLAlchemyError, OSError) as exc:  # the database is down: next time
                 log.warning("position check failed: %s", exc)
 
-    # --- subscribing ---
+    # --- what the servers bring ---
 
-    async def _subscribe_forever(self) -> None:
-        backoff = Backoff("subscriber", self.settings.redis_backoff_max_seconds)
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                # The control channel last: its confirmation comes after every room's.
-                await pubsub.subscribe(*(self.room_channel(r) for r in self.rooms), self.channel)
-                await self._confirmed(pubsub)
-                self._pubsub = pubsub
-                self.subscribed.set()
-                backoff.succeeded()
-                # Subscribed first, then read the database: whatever was committed before the
-                # subscription is in the read, whatever after comes through the channel.
-                await self._catch_up()
-                await self._listen(pubsub)
-            except (RedisError, OSError) as exc:
-                self.subscribed.clear()
-                await backoff.failed(exc)
-            finally:
-                self._pubsub = None
-                self.subscribed.clear()
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+    def _channels_of(self, index: int) -> list[str]:
+        """The room channels a server's subscriber subscribes to when it (re)connects."""
+        return [self.room_channel(r) for r in self.rooms if self.ring(r) == index]
 
-    async def _confirmed(self, pubsub: PubSub) -> None:
-        timeout = self.settings.redis_timeout_seconds
-        async with asyncio.timeout(timeout):
-            while True:
-                msg = await pubsub.get_message(timeout=timeout)
-                if msg is not None and msg["type"] == "subscribe":
-                    self._confirm(_text(msg["channel"]))
-                    if _text(msg["channel"]) == self.channel:
-                        return
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        """Feed the sequencer; ping when idle, so a silently dead connection is noticed too."""
-        beat = self.settings.presence_heartbeat_seconds
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        pinged = False
-        while True:
-            msg = await pubsub.get_message(timeout=beat)
-            now = loop.time()
-            if msg is not None:
-                heard, pinged = now, False
-                if msg["type"] == "message":
-                    self._received(msg["data"])
-                elif msg["type"] == "subscribe":
-                    self._confirm(_text(msg["channel"]))
-                continue
-            if now - heard >= 3 * beat:
-                raise ConnectionError(f"no answer from redis for {now - heard:.1f} s")
-            if not pinged:
-                await pubsub.ping()
-                pinged = True
-
-    def _confirm(self, channel: str) -> None:
-        confirmed = self._confirming.pop(channel, None)
-        if confirmed is not None and not confirmed.done():
-            confirmed.set_result(None)
-
-    def _received(self, data: bytes) -> None:
+    def _received(self, shard: Shard, data: bytes) -> None:
         try:
             envelope = Envelope.decode(data)
             event = control_event(envelope) if envelope.kind == "c" else None
         except (ValueError, KeyError, TypeError):
             # Not from a node of ours (or from a newer version): never let it stop the loop.
-            log.error("ignored a malformed frame on %s: %r", self.channel, data[:80])
+            log.error("ignored a malformed frame from redis %s: %r", shard.name, data[:80])
             return
         if envelope.origin == self.origin:
             return
         if envelope.kind == "m":
             self.hub.stats.frames_heard += 1
+            shard.frames_heard += 1
             self.sequencer.offer(envelope.room, envelope.payload, envelope.seq)
         elif event is not None:
             apply_control(self.hub, event)
         elif envelope.kind == "r":
-            self._spawn_catch_up()
+            shard.resync()
 
-    def _spawn_catch_up(self) -> None:
-        if self._catching_up is not None and not self._catching_up.done():
-            self._catch_up_again = True
-            return
-        self._catching_up = asyncio.create_task(self._catch_up_repeatedly())
-
-    async def _catch_up_repeatedly(self) -> None:
-        while True:
-            self._catch_up_again = False
-            await self._catch_up()
-            if not self._catch_up_again:
-                return
-
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, shard: Shard) -> None:
+        """Read from the database what the rooms this server carries missed."""
+        rooms = None if len(self.shards) == 1 else self._rooms_of(shard.index)
         try:
-            rooms = await self.sequencer.catch_up()
+            behind = await self.sequencer.catch_up(rooms)
         except (SQLAlchemyError, OSError) as exc:
             # The database may be down too; the next reconnect or resync tries again.
             log.error("could not read missed messages from the database: %s", exc)
             return
-        if rooms:
-            log.info("caught up %d rooms from the database", rooms)
+        if behind:
+            log.info("caught up %d rooms from the database", behind)
+
+    def _rooms_of(self, index: int) -> list[str]:
+        return [r for r in self.rooms if self.ring(r) == index]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -116,10 +117,12 @@ class Sequencer:
         else:
             self._arm(room)
 
-    async def catch_up(self) -> int:
-        """Read from the database whatever this node's rooms missed; return how many rooms."""
+    async def catch_up(self, rooms: Iterable[str] | None = None) -> int:
+        """Read from the database whatever this node's rooms (or those of `rooms` it hears)
+        missed; return how many rooms."""
         behind = 0
-        positions = await self.store.last_seqs(list(self.last))
+        heard = list(self.last) if rooms is None else [r for r in rooms if r in self.last]
+        positions = await self.store.last_seqs(heard)
         for room, db_last in positions.items():
             if room not in self.last or db_last <= self.last[room]:
                 continue

@@ -15,7 +15,6 @@ from chat.fanout.redis_broker import (
     RedisBroker,
     control_envelope,
     control_event,
-    redis_client,
 )
 from chat.live.hub import Hub
 from chat.live.protocol import chat_frame
@@ -53,10 +52,9 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 
 
 async def start_broker(hub: Hub, store: Store, settings: Settings) -> RedisBroker:
-    broker = RedisBroker(hub, store, settings, redis_client(settings))
+    broker = RedisBroker(hub, store, settings)
     await broker.start()
-    async with asyncio.timeout(10):
-        await broker.subscribed.wait()
+    await until(broker.all_subscribed)
     # The RecordingHub has a member in every room; this node hears `general` from seq 0.
     await broker.follow("general")
     broker.joined("general", 0)
@@ -65,7 +63,6 @@ async def start_broker(hub: Hub, store: Store, settings: Settings) -> RedisBroke
 
 async def stop_broker(broker: RedisBroker) -> None:
     await broker.stop()
-    await broker.redis.aclose()
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -91,12 +88,11 @@ async def test_a_frozen_redis_is_noticed_and_what_it_missed_arrives_once(
 
         redis_server.proc.send_signal(signal.SIGSTOP)
         try:
-            await until(lambda: not b.subscribed.is_set())
+            await until(lambda: not b.all_subscribed())
             await publish(a, store, alice, "while frozen")
         finally:
             redis_server.proc.send_signal(signal.SIGCONT)
-        async with asyncio.timeout(10):
-            await b.subscribed.wait()
+        await until(b.all_subscribed)
         await until(lambda: there.seqs() == [1, 2])
         await publish(a, store, alice, "after")
         await until(lambda: there.seqs() == [1, 2, 3])

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from chat.fanout.redis_broker import RedisBroker, redis_client
+from chat.fanout.redis_broker import RedisBroker
 from chat.live.connection import Connection
 from chat.live.hub import Hub
 from chat.live.protocol import chat_frame
@@ -56,17 +56,15 @@ class Node:
     def __init__(self, store: Store, settings: Settings, user: User) -> None:
         self.hub = Hearing()
         self.store = store
-        self.broker = RedisBroker(self.hub, store, settings, redis_client(settings))
+        self.broker = RedisBroker(self.hub, store, settings)
         self.user = user
 
     async def start(self) -> None:
         await self.broker.start()
-        async with asyncio.timeout(10):
-            await self.broker.subscribed.wait()
+        await until(self.broker.all_subscribed)
 
     async def stop(self) -> None:
         await self.broker.stop()
-        await self.broker.redis.aclose()
 
     async def join(self, room: str) -> Connection:
         conn = Connection(web.WebSocketResponse(), self.user, "s", queue_limit=1000)
@@ -181,12 +179,11 @@ async def test_subscriptions_survive_redis_restarting_and_nothing_is_lost(
     await until(lambda: b.hub.seqs("random") == [1])
     redis_server.stop()
     try:
-        await until(lambda: not b.broker.subscribed.is_set())
+        await until(lambda: not b.broker.all_subscribed())
         await publish(a, "random", "during")  # committed, never published: Redis is down
     finally:
         redis_server.start()
-    async with asyncio.timeout(15):
-        await b.broker.subscribed.wait()
+    await until(b.broker.all_subscribed, timeout=15)
     await until(lambda: b.hub.seqs("random") == [1, 2])  # caught up from the database
     assert await subscribers(settings, "random") == 1  # b's, renewed; a has nobody there
     await publish(a, "random", "after")
