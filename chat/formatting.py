@@ -1,0 +1,150 @@
+"""Formatted text: a message's Markdown subset rendered to sanitized markup, on the server.
+
+See docs/architecture.md ("Formatting"). The subset is **bold**, _italic_ (or *italic*), `code`,
+fenced code blocks, > quotes and bare http(s) URLs as links; nothing else (no headings, lists,
+images, tables, raw HTML, entities or [text](url) links: what they would do stays plain text).
+
+markdown-it-py parses it with only those rules enabled and raw HTML off; nh3 (the Ammonia
+sanitizer) then keeps only the tags and attributes the subset produces, so even a bug in the
+parser cannot hand the browser a script, an event handler or a `javascript:` link.
+
+The stored plain text stays the truth (edits change it; quotes, notifications and search use it):
+the markup is derived from it, by a pure function. It is rendered once per message text while it
+is in a bounded cache, so a history read again costs a dict look-up per formatted message, and a
+fix to the sanitizer applies at once to every stored message (nothing rendered is kept in the
+database). A text with none of the characters formatting needs costs one regular-expression
+search and has no markup: the client shows its text as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.rules_inline import StateInline
+from markdown_it.token import Token
+
+# Every construct of the subset needs one of these (a backslash escapes one of them).
+_MAYBE = re.compile(r"[*_`>~\\]|://")
+
+TAGS = frozenset({"p", "br", "strong", "em", "code", "pre", "blockquote", "a"})
+LINK_REL = "noopener noreferrer nofollow"
+# Texts whose markup is kept; a text is at most MAX_TEXT_CHARS, its markup a few times that.
+CACHE_SIZE = 1024
+
+
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("zero", {"html": False, "breaks": True, "linkify": True})
+    md.enable(["blockquote", "fence", "emphasis", "backticks", "newline", "escape", "linkify"])
+    # Links only where a URL is written out with its scheme: no "example.com" or e-mail
+    # guesses (their scanning is also where linkify-it has been quadratic), and http(s) only.
+    md.linkify.set({"fuzzy_link": False, "fuzzy_email": False, "fuzzy_ip": False})
+    for scheme in ("ftp:", "mailto:", "//"):
+        md.linkify.add(scheme, None)
+    md.inline.ruler.at("linkify", _linkify)
+    return md
+
+
+# A URL's scheme, at the end of the text before "://" (RFC 3986). Only the end of that text is
+# searched: a scheme we link is a few letters, and searching all of it at every "://" made a
+# message of many "://" take quadratic time.
+_SCHEME = re.compile(r"(?:^|[^a-z0-9.+-])([a-z][a-z0-9.+-]*)$", re.IGNORECASE)
+_SCHEME_TAIL = 32
+
+
+def _linkify(state: StateInline, silent: bool) -> bool:
+    """markdown-it-py's own inline linkify rule (rules_inline/linkify.py), but for where the
+    scheme is searched (see _SCHEME): a bare URL at "://" becomes a link."""
+    pos, src = state.pos, state.src
+    if state.linkLevel > 0 or pos + 3 > state.posMax or src[pos : pos + 3] != "://":
+        return False
+    found = _SCHEME.search(state.pending[-_SCHEME_TAIL:])
+    if found is None:
+        return False
+    proto = found.group(1)
+    link = state.md.linkify.match_at_start(src[pos - len(proto) :])
+    if not link:
+        return False
+    url: str = link.url.rstrip("*")  # a '*' at its end closes an emphasis, as upstream
+    href = state.md.normalizeLink(url)
+    if not state.md.validateLink(href):
+        return False
+    if not silent:
+        state.pending = state.pending[: -len(proto)]
+        token = state.push("link_open", "a", 1)
+        token.attrs = {"href": href}
+        token.markup, token.info = "linkify", "auto"
+        token = state.push("text", "", 0)
+        token.content = state.md.normalizeLinkText(url)
+        token = state.push("link_close", "a", -1)
+        token.markup, token.info = "linkify", "auto"
+    state.pos += len(url) - len(proto)
+    return True
+
+
+_md = _parser()
+_cleaner = nh3.Cleaner(
+    tags=set(TAGS),
+    attributes={"a": {"href"}},
+    set_tag_attribute_values={"a": {"target": "_blank"}},
+    link_rel=LINK_REL,
+    url_schemes={"http", "https"},
+    url_relative="deny",
+    strip_comments=True,
+)
+
+
+def to_html(text: str) -> str | None:
+    """The sanitized markup of a message's text, or None if it has no formatting (its text is
+    shown as it is)."""
+    if not _MAYBE.search(text):
+        return None
+    return _render(text)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _render(text: str) -> str | None:
+    tokens = _md.parse(_end_quotes(text))
+    if _is_plain(tokens, text):
+        return None
+    return _cleaner.clean(_md.renderer.render(tokens, _md.options, {}))
+
+
+_QUOTE_LINE = re.compile(r" {0,3}>")
+_FENCE_LINE = re.compile(r" {0,3}(```|~~~)")
+
+
+def _end_quotes(text: str) -> str:
+    """Markdown lets a quote go on into the lines after it ("lazy continuation"); in a chat only
+    the lines that start with ">" are quoted, so a blank line ends a quote where they stop."""
+    if ">" not in text:
+        return text
+    out: list[str] = []
+    quoting = fenced = False
+    for line in text.split("\n"):
+        if _FENCE_LINE.match(line):
+            fenced = not fenced
+        quoted = not fenced and bool(_QUOTE_LINE.match(line))
+        if quoting and not quoted and line.strip():
+            out.append("")
+        out.append(line)
+        quoting = quoted
+    return "\n".join(out)
+
+
+def _is_plain(tokens: list[Token], text: str) -> bool:
+    """Whether the text parsed to one paragraph of itself: nothing to format after all (an
+    underscore inside a word, a lone "*", "a > b")."""
+    if len(tokens) != 3 or tokens[0].type != "paragraph_open":
+        return False
+    parts = []
+    for child in tokens[1].children or ():
+        if child.type == "text":
+            parts.append(child.content)
+        elif child.type == "softbreak":
+            parts.append("\n")
+        else:
+            return False
+    return "".join(parts) == text
