@@ -40,10 +40,15 @@ def _parser() -> MarkdownIt:
     md.enable(["blockquote", "fence", "emphasis", "backticks", "newline", "escape", "linkify"])
     # Links only where a URL is written out with its scheme: no "example.com" or e-mail
     # guesses (their scanning is also where linkify-it has been quadratic), and http(s) only.
-    md.linkify.set({"fuzzy_link": False, "fuzzy_email": False, "fuzzy_ip": False})
+    links = md.linkify
+    assert links is not None, "markdown-it-py[linkify] installs linkify-it-py"
+    links.set({"fuzzy_link": False, "fuzzy_email": False, "fuzzy_ip": False})
     for scheme in ("ftp:", "mailto:", "//"):
-        md.linkify.add(scheme, None)
+        links.add(scheme, None)
     md.inline.ruler.at("linkify", _linkify)
+    # The core rule finds links left in text (fuzzy ones, or the URLs _linkify refused) with an
+    # unbounded scan: off, the inline rule alone links.
+    md.core.ruler.disable("linkify")
     return md
 
 
@@ -52,20 +57,29 @@ def _parser() -> MarkdownIt:
 # message of many "://" take quadratic time.
 _SCHEME = re.compile(r"(?:^|[^a-z0-9.+-])([a-z][a-z0-9.+-]*)$", re.IGNORECASE)
 _SCHEME_TAIL = 32
+# Longer URLs stay text: linkify-it's URL pattern scans what follows "://" (with parentheses,
+# at length), so an unbounded look made a message of many "https://a.b/(" take quadratic time.
+MAX_URL_CHARS = 1024
 
 
 def _linkify(state: StateInline, silent: bool) -> bool:
     """markdown-it-py's own inline linkify rule (rules_inline/linkify.py), but for where the
     scheme is searched (see _SCHEME): a bare URL at "://" becomes a link."""
-    pos, src = state.pos, state.src
-    if state.linkLevel > 0 or pos + 3 > state.posMax or src[pos : pos + 3] != "://":
+    pos, src, links = state.pos, state.src, state.md.linkify
+    if (
+        links is None
+        or state.linkLevel > 0
+        or pos + 3 > state.posMax
+        or src[pos : pos + 3] != "://"
+    ):
         return False
     found = _SCHEME.search(state.pending[-_SCHEME_TAIL:])
     if found is None:
         return False
     proto = found.group(1)
-    link = state.md.linkify.match_at_start(src[pos - len(proto) :])
-    if not link:
+    start = pos - len(proto)
+    link = links.match_at_start(src[start : start + MAX_URL_CHARS + 1])
+    if not link or len(link.url) > MAX_URL_CHARS:
         return False
     url: str = link.url.rstrip("*")  # a '*' at its end closes an emphasis, as upstream
     href = state.md.normalizeLink(url)
