@@ -123,7 +123,7 @@ def _render(text: str) -> str | None:
     tokens = _md.parse(_end_quotes(text))
     if _is_plain(tokens, text):
         return None
-    return _cleaner.clean(_md.renderer.render(tokens, _md.options, {}))
+    return _cleaner.clean(_md.renderer.render(tokens, _md.options, {})).rstrip("\n")
 
 
 _QUOTE_LINE = re.compile(r" {0,3}>")
