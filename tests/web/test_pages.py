@@ -147,7 +147,7 @@ async def test_a_long_history_is_served_a_page_at_a_time(
         for i in range(1, 36):  # 35 said, the last 30 (6..35) kept
             await chat(ws, "general", f"m{i}")
     page = await (await client.get("/rooms/general")).text()
-    assert page.count('class="msg') == 10 and ">m26</div>" in page and ">m25</div>" not in page
+    assert page.count('class="msg') == 10 and ">m26</p>" in page and ">m25</p>" not in page
     assert 'data-oldest-seq="26"' in page and 'id="load-older"' in page
 
     older = await (await client.get("/rooms/general/history.json?before=26")).json()
