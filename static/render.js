@@ -79,9 +79,8 @@ export function createRenderer({ list, me, isAdmin, room, act = () => {} }) {
     time.dateTime = new Date(m.ts).toISOString();
     localiseTime(time);
     meta.append(author, " ", time);
-    const text = document.createElement("div");
+    const text = document.createElement("p");
     text.className = "text";
-    drawText(text, m);
     li.append(meta, text);
     drawState(li, m);
     addMenu(li);
@@ -96,10 +95,18 @@ export function createRenderer({ list, me, isAdmin, room, act = () => {} }) {
   // the server's rendering of the message's formatting (chat/formatting.py), passed through an
   // allowlist sanitizer (nh3: only p, br, strong, em, code, pre, blockquote and a with an
   // http(s) href), never anything a client wrote; the CSP forbids inline script besides.
-  // Without `html`, the text is inserted as text.
-  function drawText(box, m) {
+  // Without `html`, the text is inserted as text. A plain message is a paragraph; a formatted
+  // one a div, as it holds paragraphs, quotes and code blocks of its own.
+  function drawText(li, m) {
     const formatted = typeof m.html === "string" && !m.deleted;
-    box.classList.toggle("formatted", formatted);
+    let box = li.querySelector(":scope > .text");
+    const tag = formatted ? "DIV" : "P";
+    if (box.tagName !== tag) {
+      const other = document.createElement(tag);
+      box.replaceWith(other);
+      box = other;
+    }
+    box.className = formatted ? "text formatted" : "text";
     if (formatted) box.innerHTML = m.html;
     else box.textContent = m.text;
   }
@@ -107,7 +114,7 @@ export function createRenderer({ list, me, isAdmin, room, act = () => {} }) {
   // A message's state beyond its text: kept by seq, drawn on its element (if shown).
   function drawState(li, m) {
     if (m.seq !== undefined) states.set(m.seq, m);
-    drawText(li.querySelector(".text"), m);
+    drawText(li, m);
     for (const old of li.querySelectorAll(":scope .edited, :scope > .quote, :scope > .reactions")) {
       old.remove();
     }

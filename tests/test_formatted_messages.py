@@ -74,7 +74,7 @@ async def test_history_pages_and_the_page_carry_the_same_markup(client: Client) 
     # The page renders the markup itself (no script needed), and carries the same dict as the
     # socket in data-state for the script.
     assert f'<div class="text formatted">{BOLD}</div>' in page
-    assert '<div class="text">just text</div>' in page
+    assert '<p class="text">just text</p>' in page
     link = (
         '<a href="https://example.com" target="_blank" rel="noopener noreferrer nofollow">'
         "https://example.com</a>"

@@ -149,5 +149,15 @@ def test_formatting_shows_the_same_live_and_after_a_reload(person: PersonFactory
     b.reload()
     expect(b.locator("#room")).to_have_attribute("data-joined", "true")
     assert b.evaluate(DRAWN) == live
+
+    # An edit formats a plain message, and another makes it plain again, live.
+    last = b.locator("#messages > .msg .text").nth(2)
+    for text, tag in (("**now bold**", "DIV"), ("plain again", "P")):
+        a.locator("#text").press("ArrowUp")
+        a.locator("#text").fill(text)
+        a.locator("#text").press("Enter")
+        expect(last).to_have_text(text.strip("*"))
+        assert last.evaluate("(e) => e.tagName") == tag
+    expect(last.locator("strong")).to_have_count(0)
     assert_nothing_ran(bob, b)
     assert_nothing_ran(alice, a)
