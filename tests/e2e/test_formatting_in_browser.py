@@ -152,11 +152,11 @@ def test_formatting_shows_the_same_live_and_after_a_reload(person: PersonFactory
 
     # An edit formats a plain message, and another makes it plain again, live.
     last = b.locator("#messages > .msg .text").nth(2)
-    for text, tag in (("**now bold**", "DIV"), ("plain again", "P")):
+    for typed, tag in (("**now bold**", "DIV"), ("plain again", "P")):
         a.locator("#text").press("ArrowUp")
-        a.locator("#text").fill(text)
+        a.locator("#text").fill(typed)
         a.locator("#text").press("Enter")
-        expect(last).to_have_text(text.strip("*"))
+        expect(last).to_have_text(typed.strip("*"))
         assert last.evaluate("(e) => e.tagName") == tag
     expect(last.locator("strong")).to_have_count(0)
     assert_nothing_ran(bob, b)
