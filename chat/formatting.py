@@ -12,8 +12,8 @@ The stored plain text stays the truth (edits change it; quotes, notifications an
 the markup is derived from it, by a pure function. It is rendered once per message text while it
 is in a bounded cache, so a history read again costs a dict look-up per formatted message, and a
 fix to the sanitizer applies at once to every stored message (nothing rendered is kept in the
-database). A text with none of the characters formatting needs costs one regular-expression
-search and has no markup: the client shows its text as it is.
+database). A text with none of the characters formatting needs costs a few substring tests and
+has no markup: the client shows its text as it is.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
-
-# Every construct of the subset needs one of these (a backslash escapes one of them).
-_MAYBE = re.compile(r"[*_`>~\\]|://")
 
 TAGS = frozenset({"p", "br", "strong", "em", "code", "pre", "blockquote", "a"})
 LINK_REL = "noopener noreferrer nofollow"
@@ -113,9 +110,20 @@ _cleaner = nh3.Cleaner(
 def to_html(text: str) -> str | None:
     """The sanitized markup of a message's text, or None if it has no formatting (its text is
     shown as it is)."""
-    if not _MAYBE.search(text):
-        return None
-    return _render(text)
+    # Every construct of the subset needs one of these (a backslash escapes one of them). A
+    # chain of `in` is the cheapest test of a plain message (each a fast scan in C; a regular
+    # expression with a class or an alternation tries every position in turn).
+    if (
+        "*" in text
+        or "_" in text
+        or "`" in text
+        or ">" in text
+        or "~" in text
+        or "\\" in text
+        or "://" in text
+    ):
+        return _render(text)
+    return None
 
 
 @lru_cache(maxsize=CACHE_SIZE)
