@@ -19,7 +19,7 @@ has no markup: the client shows its text as it is.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections import OrderedDict
 
 import nh3
 from markdown_it import MarkdownIt
@@ -28,8 +28,9 @@ from markdown_it.token import Token
 
 TAGS = frozenset({"p", "br", "strong", "em", "code", "pre", "blockquote", "a"})
 LINK_REL = "noopener noreferrer nofollow"
-# Texts whose markup is kept; a text is at most MAX_TEXT_CHARS, its markup a few times that.
-CACHE_SIZE = 1024
+# How much rendered text is kept (the texts and their markup, in characters): thousands of
+# ordinary messages, and a bound however long the texts and their markup are.
+CACHE_CHARS = 4_000_000
 
 
 def _parser() -> MarkdownIt:
@@ -122,11 +123,41 @@ def to_html(text: str) -> str | None:
         or "\\" in text
         or "://" in text
     ):
-        return _render(text)
+        return _cache.markup(text)
     return None
 
 
-@lru_cache(maxsize=CACHE_SIZE)
+class MarkupCache:
+    """Each text's markup (or None), the least recently used dropped first beyond the budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self.by_text: OrderedDict[str, str | None] = OrderedDict()
+
+    def markup(self, text: str) -> str | None:
+        try:
+            html = self.by_text[text]
+        except KeyError:
+            pass
+        else:
+            self.by_text.move_to_end(text)
+            return html
+        html = self.by_text[text] = _render(text)
+        self.size += _chars(text, html)
+        while self.size > self.budget and self.by_text:
+            old, old_html = self.by_text.popitem(last=False)
+            self.size -= _chars(old, old_html)
+        return html
+
+
+def _chars(text: str, html: str | None) -> int:
+    return len(text) + (0 if html is None else len(html))
+
+
+_cache = MarkupCache(CACHE_CHARS)
+
+
 def _render(text: str) -> str | None:
     tokens = _md.parse(_end_quotes(text))
     if _is_plain(tokens, text):

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chat.formatting import LINK_REL, MAX_URL_CHARS, TAGS, to_html
+from chat.formatting import LINK_REL, MAX_URL_CHARS, TAGS, MarkupCache, to_html
 from chat.settings import Settings
 
 LIMIT = Settings().max_text_chars
@@ -271,3 +271,16 @@ def test_long_input_at_the_message_limit_renders_in_bounded_time(unit: str) -> N
     out = to_html(text)
     assert time.perf_counter() - started < 1.5
     assert_harmless(out)
+
+
+def test_the_cache_keeps_the_markup_within_its_budget() -> None:
+    cache = MarkupCache(budget=400)
+    texts = [f"**{n}** https://example.com/{n}" for n in range(40)]
+    for text in texts:
+        assert cache.markup(text) == to_html(text)
+        assert cache.size <= 400
+    # The most recently used stay; the oldest went first.
+    assert texts[-1] in cache.by_text and texts[0] not in cache.by_text
+    # A text longer than the whole budget is rendered, and not kept.
+    long = "_x_ " * 200
+    assert cache.markup(long) == to_html(long) and long not in cache.by_text
