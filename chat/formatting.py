@@ -188,16 +188,17 @@ def _end_quotes(text: str) -> str:
 
 
 def _is_plain(tokens: list[Token], text: str) -> bool:
-    """Whether the text parsed to one paragraph of itself: nothing to format after all (an
-    underscore inside a word, a lone "*", "a > b")."""
-    if len(tokens) != 3 or tokens[0].type != "paragraph_open":
-        return False
+    """Whether the text parsed to paragraphs of itself: nothing to format after all (an
+    underscore inside a word, a lone "*", "a > b"). Only whitespace may differ (Markdown drops
+    a line's leading spaces and blank lines between paragraphs): shown as text, it stays as
+    typed. A backslash escape makes a difference, and so markup."""
     parts = []
-    for child in tokens[1].children or ():
-        if child.type == "text":
-            parts.append(child.content)
-        elif child.type == "softbreak":
-            parts.append("\n")
-        else:
+    for token in tokens:
+        if token.type == "inline":
+            for child in token.children or ():
+                if child.type not in ("text", "softbreak"):
+                    return False
+                parts.append(child.content)
+        elif token.type not in ("paragraph_open", "paragraph_close"):
             return False
-    return "".join(parts) == text
+    return "".join("".join(parts).split()) == "".join(text.split())

@@ -109,6 +109,9 @@ def test_a_quote_is_only_the_lines_that_start_with_the_mark() -> None:
         "| a | b |\n|---|---|\n| 1 | 2 |",
         "---",
         "",
+        "   indented, with snake_case",
+        "two_lines\n\n\nfar apart",
+        "C:\\Users\\me",
     ],
 )
 def test_plain_text_has_no_markup(text: str) -> None:
