@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
+import chat
 from chat.formatting import LINK_REL, MAX_URL_CHARS, TAGS, MarkupCache, to_html
 from chat.settings import Settings
 
@@ -287,3 +289,18 @@ def test_the_cache_keeps_the_markup_within_its_budget() -> None:
     # A text longer than the whole budget is rendered, and not kept.
     long = "_x_ " * 200
     assert cache.markup(long) == to_html(long) and long not in cache.by_text
+
+
+def test_the_client_inserts_markup_in_one_place_only() -> None:
+    # Everything else reaches the DOM as text: the one innerHTML takes the server's `html`.
+    static = Path(chat.__file__).parent.parent / "static"
+    sinks = re.compile(
+        r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment"
+    )
+    found = [
+        (path.name, line.strip())
+        for path in sorted(static.glob("*.js"))
+        for line in path.read_text().splitlines()
+        if sinks.search(line) and not line.strip().startswith("//")
+    ]
+    assert found == [("render.js", "if (formatted) box.innerHTML = m.html;")]
