@@ -53,7 +53,7 @@ def _parser() -> MarkdownIt:
 # A URL's scheme, at the end of the text before "://" (RFC 3986). Only the end of that text is
 # searched: a scheme we link is a few letters, and searching all of it at every "://" made a
 # message of many "://" take quadratic time.
-_SCHEME = re.compile(r"(?:^|[^a-z0-9.+-])([a-z][a-z0-9.+-]*)$", re.IGNORECASE)
+_SCHEME = re.compile(r"(?:^|[^a-z0-9.+-])([a-z][a-z0-9.+-]*)\Z", re.IGNORECASE)
 _SCHEME_TAIL = 32
 # Longer URLs stay text: linkify-it's URL pattern scans what follows "://" (with parentheses,
 # at length), so an unbounded look made a message of many "https://a.b/(" take quadratic time.
