@@ -10,10 +10,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp_jinja2
 import jinja2
+import markupsafe
 import orjson
 from aiohttp import WSCloseCode, web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
+from chat import formatting
 from chat.conversation import Conversations
 from chat.fanout.broker import LocalBroker
 from chat.fanout.presence import LocalPresence
@@ -81,11 +83,13 @@ def create_app(settings: Settings) -> web.Application:
     hide_server_version()
     logs.quiet_malformed_requests()
     # message_json: a message's state for the page's script, the same dict a socket sends
-    # (autoescaped into a data attribute), so the page and a resumed socket draw alike.
+    # (autoescaped into a data attribute), so the page and a resumed socket draw alike;
+    # formatted: its text's sanitized markup (chat.formatting), or "" when it has none.
     filters: dict[str, Callable[..., str]] = {
         "isotime": _isotime,
         "hhmm": _hhmm,
         "message_json": _message_json,
+        "formatted": _formatted,
     }
     env = aiohttp_jinja2.setup(
         app,
@@ -127,6 +131,12 @@ async def _static_caching(request: web.Request, response: web.StreamResponse) ->
 
 def _message_json(message: Message) -> str:
     return orjson.dumps(protocol.message_dict(message)).decode()
+
+
+def _formatted(text: str) -> str:
+    html = formatting.to_html(text)
+    # Already sanitized (an allowlist of tags and attributes): not to be escaped again.
+    return "" if html is None else markupsafe.Markup(html)  # noqa: S704
 
 
 def _isotime(ms: int) -> str:

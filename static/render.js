@@ -1,5 +1,6 @@
 // The room page's timeline, drawn: times in the reader's locale, day separators and author
-// groups, a message's element (its text only ever as text) with its "edited" mark, the quote
+// groups, a message's element (its text as text, or the server's sanitized markup of its
+// formatting: drawText) with its "edited" mark, the quote
 // of what it answers and its reactions, the message menu (reply, react, edit, delete), and
 // "seen by N". The messages' latest states are kept by seq (`states`), so a quote shows its
 // original as it now stands. chat.js decides what to draw (with protocol.js and events.js).
@@ -80,7 +81,6 @@ export function createRenderer({ list, me, isAdmin, room, act = () => {} }) {
     meta.append(author, " ", time);
     const text = document.createElement("p");
     text.className = "text";
-    text.textContent = m.text;
     li.append(meta, text);
     drawState(li, m);
     addMenu(li);
@@ -91,10 +91,30 @@ export function createRenderer({ list, me, isAdmin, room, act = () => {} }) {
     return list.querySelector(`:scope > .msg[data-seq="${Number(seq)}"]`);
   }
 
+  // A message's text. The one use of innerHTML in the client, and why it is safe: `html` is
+  // the server's rendering of the message's formatting (chat/formatting.py), passed through an
+  // allowlist sanitizer (nh3: only p, br, strong, em, code, pre, blockquote and a with an
+  // http(s) href), never anything a client wrote; the CSP forbids inline script besides.
+  // Without `html`, the text is inserted as text. A plain message is a paragraph; a formatted
+  // one a div, as it holds paragraphs, quotes and code blocks of its own.
+  function drawText(li, m) {
+    const formatted = typeof m.html === "string" && !m.deleted;
+    let box = li.querySelector(":scope > .text");
+    const tag = formatted ? "DIV" : "P";
+    if (box.tagName !== tag) {
+      const other = document.createElement(tag);
+      box.replaceWith(other);
+      box = other;
+    }
+    box.className = formatted ? "text formatted" : "text";
+    if (formatted) box.innerHTML = m.html;
+    else box.textContent = m.text;
+  }
+
   // A message's state beyond its text: kept by seq, drawn on its element (if shown).
   function drawState(li, m) {
     if (m.seq !== undefined) states.set(m.seq, m);
-    li.querySelector(".text").textContent = m.text;
+    drawText(li, m);
     for (const old of li.querySelectorAll(":scope .edited, :scope > .quote, :scope > .reactions")) {
       old.remove();
     }

@@ -13,6 +13,7 @@ import emoji
 import orjson
 
 from chat.errors import BadRequest, ChatError, TooLong, UnknownType
+from chat.formatting import to_html
 from chat.models import ROOM_NAME_RE, Message, Position
 
 MAX_CLIENT_ID = 64
@@ -234,6 +235,10 @@ def message_dict(message: Message) -> dict[str, Any]:
     }
     if message.client_id is not None:
         out["client_id"] = message.client_id
+    # Its formatting as sanitized markup (chat.formatting); absent when it has none.
+    html = to_html(message.text)
+    if html is not None:
+        out["html"] = html
     if message.deleted:
         out["deleted"] = True
     if message.edited_at is not None:
