@@ -24,13 +24,15 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat.fanout.broker import CloseSockets, apply_control
+from chat.fanout.broker import CloseSockets, SignalHandler, Signals, apply_control
 from chat.fanout.envelope import (
     Backoff,
     Envelope,
@@ -61,6 +63,7 @@ PUBLISH_BATCH = 512
 class RedisBroker:
     def __init__(self, hub: Hub, store: Store, settings: Settings, redis: Redis) -> None:
         self.hub = hub
+        self.signals = Signals()
         self.redis = redis
         self.settings = settings
         self.prefix = settings.redis_prefix
@@ -119,6 +122,17 @@ class RedisBroker:
     async def control(self, event: CloseSockets) -> None:
         apply_control(self.hub, event)
         self._send(self.channel, control_envelope(self.origin, event))
+
+    def signal(self, kind: str, body: dict[str, Any]) -> None:
+        self.signals.dispatch(kind, body)
+        # On the control channel: every node hears it, like a logout (the kind rides where a
+        # room frame has its room).
+        self._send(
+            self.channel, Envelope("s", self.origin, kind, None, orjson.dumps(body).decode())
+        )
+
+    def on_signal(self, kind: str, handler: SignalHandler) -> None:
+        self.signals.add(kind, handler)
 
     def room_channel(self, room: str) -> str:
         return f"{self.prefix}:room:{room}"
@@ -291,6 +305,9 @@ class RedisBroker:
         try:
             envelope = Envelope.decode(data)
             event = control_event(envelope) if envelope.kind == "c" else None
+            body = orjson.loads(envelope.payload) if envelope.kind == "s" else None
+            if envelope.kind == "s" and not isinstance(body, dict):
+                raise ValueError("a signal is a JSON object")
         except (ValueError, KeyError, TypeError):
             # Not from a node of ours (or from a newer version): never let it stop the loop.
             log.error("ignored a malformed frame on %s: %r", self.channel, data[:80])
@@ -302,6 +319,8 @@ class RedisBroker:
             self.sequencer.offer(envelope.room, envelope.payload, envelope.seq)
         elif event is not None:
             apply_control(self.hub, event)
+        elif body is not None:
+            self.signals.dispatch(envelope.room, body)
         elif envelope.kind == "r":
             self._spawn_catch_up()
 
