@@ -1,0 +1,83 @@
+"""Notifications on two nodes sharing Redis and a database: one notice per message and
+recipient, decided by the node that stored it, reaching the recipient's tabs on every node; a
+level changed on one node counts on the other (real redis-server, real server processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.cluster import Browser, Cluster, Node
+from tests.helpers import join, post_form, receive, send
+
+pytestmark = [pytest.mark.redis]
+
+
+async def notices_on(node: Node) -> tuple[int, int]:
+    """How many notices this node decided, and for how many people (its /metrics)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{node.url}/metrics") as r:
+        body = await r.text()
+
+    def value(name: str) -> int:
+        found = re.search(rf"^{name}_total (\S+)$", body, re.MULTILINE)
+        assert found, name
+        return int(float(found.group(1)))
+
+    return value("chat_notices"), value("chat_notice_recipients")
+
+
+async def notify_frames(ws: aiohttp.ClientWebSocketResponse, last_seq: int) -> list[Any]:
+    """(seq, reason) of every notify frame up to the one for `last_seq`."""
+    got: list[Any] = []
+    async with asyncio.timeout(15):
+        while not got or got[-1][0] < last_seq:
+            frame = await receive(ws, 15)
+            if frame["type"] == "notify":
+                got.append((frame["seq"], frame["reason"]))
+    return got
+
+
+async def say(browser: Browser, ws: aiohttp.ClientWebSocketResponse, text: str) -> int:
+    await send(ws, type="chat", room="general", text=text, client_id=text)
+    while True:
+        frame = await receive(ws, 15)
+        if frame["type"] == "chat" and frame.get("client_id") == text:
+            return int(frame["seq"])
+
+
+async def test_one_notice_per_message_and_recipient_on_two_nodes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    a, b = await cluster.start(f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}", "a", "b")
+    alice = await cluster.browser(a, "alice")
+    bob = await cluster.browser(b, "bob")
+    carol = await cluster.browser(b, "carol")
+    async with (
+        alice.ws(a) as wa,
+        bob.ws(a) as bob_on_a,
+        bob.ws(b) as bob_on_b,
+        carol.ws(b) as wc,
+    ):
+        await join(wa, "general")
+        # Node a finds #general quiet (nobody at "every message") and remembers it.
+        await say(alice, wa, "good morning")
+        # carol asks for every message, on node b: node a must hear of it.
+        response = await post_form(
+            carol.client, "/rooms/general/notifications", {"level": "all"}, page="/rooms/general"
+        )
+        assert response.status == 303
+        await asyncio.sleep(1.0)  # the signal crosses Redis in milliseconds
+        first = await say(alice, wa, "@bob have a look")
+        second = await say(alice, wa, "@bob and this")
+        # bob's two tabs, one per node, each get each notice exactly once.
+        assert await notify_frames(bob_on_a, second) == [(first, "mention"), (second, "mention")]
+        assert await notify_frames(bob_on_b, second) == [(first, "mention"), (second, "mention")]
+        assert await notify_frames(wc, second) == [(first, "message"), (second, "message")]
+    # Decided once, by the node that stored the messages: two notices, two people each.
+    assert await notices_on(a) == (2, 4)
+    assert await notices_on(b) == (0, 0)
