@@ -287,3 +287,21 @@ async def test_mention_counts_go_up_and_clear_on_reading(
     assert (await counts(bob, "general"))[1] == 0
     home = await (await bob.get("/")).text()
     assert 'class="mentions"' in home
+
+
+async def test_the_composer_is_offered_the_names_a_mention_would_reach(
+    client: Client, bob: Client, new_client: ClientFactory
+) -> None:
+    await new_client("bobby")
+    await new_client("carol")
+    names = await (await client.get("/rooms/general/names.json?q=BO")).json()
+    assert names == {"names": ["bob", "bobby"]}
+    assert (await (await client.get("/rooms/general/names.json?q=b%25")).json())["names"] == []
+    # A private room: its members only.
+    assert (await create_room(bob, "quiet")).status == 302
+    await post_form(bob, "/rooms", {"name": "hidden", "private": "1"}, page="/")
+    hidden = await (await bob.get("/rooms/hidden/names.json?q=")).json()
+    assert hidden == {"names": ["bob"]}
+    carol = await new_client("carol2")
+    assert (await carol.get("/rooms/hidden/names.json?q=b")).status == 404
+    assert (await (await new_client()).get("/rooms/general/names.json")).status == 401

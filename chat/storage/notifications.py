@@ -72,6 +72,28 @@ class Notifications(StoreBase):
             rows = (await conn.execute(query)).all()
         return {int(r.user_id) for r in rows}
 
+    async def names_for(self, room: Room, prefix: str, limit: int) -> list[str]:
+        """Up to `limit` names starting with `prefix` (any case) of people a mention in the
+        room would reach: anyone not banned in a public room, the members of a private one."""
+        query = (
+            select(users.c.username)
+            .where(
+                and_(
+                    func.lower(users.c.username).startswith(prefix.lower(), autoescape=True),
+                    users.c.banned == False,  # noqa: E712
+                )
+            )
+            .order_by(func.lower(users.c.username))
+            .limit(limit)
+        )
+        if room.is_private:
+            query = query.join(room_members, room_members.c.user_id == users.c.id).where(
+                room_members.c.room_id == room.id
+            )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [str(r.username) for r in rows]
+
     async def add_mentions(self, room_id: int, seq: int, user_ids: Collection[int]) -> None:
         """Remember who message `seq` mentions. A message trimmed or gone meanwhile has nothing
         to count: the foreign key refuses the rows, and that is the answer."""
