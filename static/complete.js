@@ -21,7 +21,6 @@ export function createCompletion({ room, me, mayHere, input, form, listEl, local
 
   function candidates(query) {
     const names = [...localNames()];
-    if (mayHere) names.push("here");
     // The server's answer for the longest query asked that this one extends.
     for (let q = query; ; q = q.slice(0, -1)) {
       if (fetched.has(q)) {
@@ -30,6 +29,7 @@ export function createCompletion({ room, me, mayHere, input, form, listEl, local
       }
       if (!q) break;
     }
+    if (mayHere) names.push("here"); // everyone in the room: offered after the people
     return rankNames(query, names, { me });
   }
 
