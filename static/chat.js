@@ -18,7 +18,7 @@ import { RoomProtocol } from "./protocol.js";
 import { createRenderer } from "./render.js";
 import { createRoomSocket } from "./room-socket.js";
 import { createTimeline } from "./timeline.js";
-import { createNotifier } from "./notify.js";
+import { createNotifier, createTitleCount } from "./notify.js";
 
 (function () {
   const root = document.getElementById("room");
@@ -53,8 +53,9 @@ import { createNotifier } from "./notify.js";
   const isEnded = () => socket !== null && socket.isEnded();
   const pump = () => composer.pump();
 
+  const titleCount = createTitleCount();
   const notifier = createNotifier({
-    room, me, jump: (seq) => composer.act("jump", seq),
+    room, me, titleCount, jump: (seq) => composer.act("jump", seq),
     elements: {
       levelForm: byId("notify-level"), levelSelect: byId("notify-level-select"),
       levelSave: byId("notify-level-save"), levelStatus: byId("notify-level-status"),
@@ -74,7 +75,7 @@ import { createNotifier } from "./notify.js";
     messageElement: renderer.messageElement, regroup: renderer.regroup,
   });
   const timeline = createTimeline({
-    list, jump: byId("jump"), input, me, proto, pending, loadOlder, renderer, send, pump,
+    list, jump: byId("jump"), input, me, proto, pending, loadOlder, renderer, send, pump, titleCount,
     readSeqAtLoad: Number(root.dataset.readSeq) || 0,
   });
   composer = createComposer({

@@ -43,10 +43,22 @@ export function highlightMentions(li, me) {
   return found;
 }
 
-export function createNotifier({ room, me, jump, elements }) {
-  const { levelForm, levelSelect, levelSave, levelStatus, enableButton } = elements;
+// The page's title while hidden: "(N) " for what the reader has missed, counted by several
+// parts (this room's new messages by timeline.js, other rooms' notifications here), summed.
+export function createTitleCount() {
   const baseTitle = document.title;
-  let missed = 0;
+  const counts = new Map();
+  return (key, n) => {
+    counts.set(key, n);
+    let total = 0;
+    for (const v of counts.values()) total += v;
+    document.title = titleWithCount(baseTitle, total);
+  };
+}
+
+export function createNotifier({ room, me, jump, titleCount, elements }) {
+  const { levelForm, levelSelect, levelSave, levelStatus, enableButton } = elements;
+  let missed = 0; // notifications of other rooms while hidden (this room's: timeline.js)
   const supported = "Notification" in window;
 
   function showEnable() {
@@ -56,8 +68,10 @@ export function createNotifier({ room, me, jump, elements }) {
 
   function onNotify(frame) {
     if (!document.hidden) return; // the reader is looking: the page and the sidebar say it
-    missed += 1;
-    document.title = titleWithCount(baseTitle, missed);
+    if (frame.room !== room) {
+      missed += 1;
+      titleCount("notify", missed);
+    }
     if (!supported || Notification.permission !== "granted") return;
     const { title, body } = notificationText(frame);
     const shown = new Notification(title, {
@@ -78,7 +92,7 @@ export function createNotifier({ room, me, jump, elements }) {
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) return;
     missed = 0;
-    document.title = baseTitle;
+    titleCount("notify", 0);
   });
 
   if (enableButton) {

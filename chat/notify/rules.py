@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 
 from aiohttp import web
 
@@ -29,6 +30,8 @@ from chat.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
+# Messages of one room waiting for the rules; beyond this (the database far behind), dropped.
+MAX_QUEUED = 1000
 # The broker signal that a level changed somewhere: {"room": name}.
 LEVELS_SIGNAL = "notify-levels"
 
@@ -49,6 +52,7 @@ class Notifier:
         self.loudness = Loudness()
         self.quiet = self.loudness.quiet  # read on every message: one attribute less
         self.tasks = TaskSet("notifying")
+        self._queued: dict[str, deque[tuple[Message, int]]] = {}
         self.here_limit = TokenBuckets(
             self.settings.here_per_hour / 3600.0, self.settings.here_per_hour
         )
@@ -58,9 +62,34 @@ class Notifier:
 
     def stored(self, message: Message, author_id: int) -> None:
         """A new message was committed here. Cheap unless someone may have to be told."""
-        if message.room in self.quiet and "@" not in message.text:
+        room = message.room
+        if room in self.quiet and "@" not in message.text:
             return
-        self.tasks.spawn(self._notify(message, author_id))
+        # One worker per room at a time, in order: a burst in a room not yet known to be quiet
+        # waits for one read of its levels, not one task and read each.
+        queued = self._queued.get(room)
+        if queued is not None:
+            if len(queued) < MAX_QUEUED:
+                queued.append((message, author_id))
+            else:
+                log.warning("notifications for #%s are behind: one dropped", room)
+            return
+        self._queued[room] = deque([(message, author_id)])
+        self.tasks.spawn(self._work(room))
+
+    async def _work(self, room: str) -> None:
+        queued = self._queued[room]
+        try:
+            while queued:
+                message, author_id = queued.popleft()
+                if room in self.quiet and "@" not in message.text:
+                    continue  # learned meanwhile
+                try:
+                    await self._notify(message, author_id)
+                except Exception:  # the database down, say: the next message tries again
+                    log.exception("notifying of #%s %s failed", room, message.seq)
+        finally:
+            del self._queued[room]
 
     async def settled(self) -> None:
         """Until every message stored so far has been worked out (tests, shutdown)."""

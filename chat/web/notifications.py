@@ -12,8 +12,8 @@ from aiohttp import web
 
 from chat.errors import BadRequest
 from chat.keys import CONVERSATIONS, STORE
-from chat.notify.levels import LEVELS, parse_level
 from chat.models import USERNAME_RE
+from chat.notify.levels import LEVELS, parse_level
 from chat.web.auth import current_user, require_user
 from chat.web.forms import read_form
 from chat.web.pages import visible_room
