@@ -266,7 +266,7 @@ class SocketSession:
         if wait:
             self.metrics.rate_limited.labels("chat").inc()
             raise TooMany("You are sending messages too fast.", retry_after=wait)
-        if mentions_here(frame.text):
+        if "@" in frame.text and mentions_here(frame.text):
             # Refused before it is stored: an @here from someone who may not send one.
             await self.conversations.notifier.may_say_here(self.conn.user, frame.room)
         # Handed over, not awaited: the read loop goes on to the next frame while the message

@@ -42,6 +42,14 @@ window.Notification = Recorded;
 """
 
 
+# Counts the page's requests for permission.
+ASKED = """
+window.__asked = 0;
+const ask = Notification.requestPermission.bind(Notification);
+Notification.requestPermission = (...args) => { window.__asked += 1; return ask(...args); };
+"""
+
+
 def notifying(someone: Person) -> Person:
     someone.context.grant_permissions(["notifications"])
     someone.context.add_init_script(INIT)
@@ -154,8 +162,16 @@ def test_the_composer_completes_names_and_the_mention_count_clears_on_reading(
     badge = home.locator('#rooms li[data-room="general"] .mentions')
     expect(badge).to_be_visible()
     expect(badge.locator(".n")).to_have_text("1")
+    # carol never granted notifications: the page offers them and asks only on her click.
+    carol.context.add_init_script(ASKED)
     c = open_room(carol)
     expect(c.locator("#messages > .msg.mentions-me mark.mention")).to_have_text("@carol")
+    enable = c.get_by_role("button", name="Enable desktop notifications")
+    expect(enable).to_be_visible()
+    assert c.evaluate("window.__asked") == 0
+    enable.click()
+    c.wait_for_timeout(200)
+    assert c.evaluate("window.__asked") == 1
     c.wait_for_timeout(500)  # the read marker goes out as the page shows the message
     c.goto("/")
     expect(c.locator('#rooms li[data-room="general"] .mentions')).to_be_hidden()
