@@ -6,6 +6,7 @@ is recorded by one more sink, and what open tabs get is read from their sockets.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -305,3 +306,27 @@ async def test_the_composer_is_offered_the_names_a_mention_would_reach(
     carol = await new_client("carol2")
     assert (await carol.get("/rooms/hidden/names.json?q=b")).status == 404
     assert (await (await new_client()).get("/rooms/general/names.json")).status == 401
+
+
+async def test_a_message_deleted_before_it_went_out_tells_nobody(
+    app: web.Application, recorder: Recorder, client: Client, bob: Client
+) -> None:
+    notifier = app[CONVERSATIONS].notifier
+    gate = asyncio.Event()
+    real = notifier.store.room_levels
+
+    async def slow_levels(room_id: int) -> dict[int, str]:
+        await gate.wait()  # the rules are still at work when the deletion lands
+        return await real(room_id)
+
+    notifier.store.room_levels = slow_levels  # type: ignore[method-assign]
+    async with client.ws_connect("/ws") as a:
+        await join(a, "general")
+        sent = await chat(a, "general", "@bob oops, wrong room")
+        await send(a, type="delete", room="general", seq=sent["seq"])
+        while (await receive(a))["type"] != "update":
+            pass
+        gate.set()
+        await settled(app)
+    assert recorder.notices == []
+    assert (await counts(bob, "general"))[1] == 0

@@ -170,7 +170,8 @@ class Notifier:
             for user_id, reason in sorted(reasons.items())
             if level_of(levels.get(user_id), room.is_direct) != NOTHING
         )
-        if recipients:
+        # Deleted in the meantime (its author's slip, a moderator): nobody is told of it.
+        if recipients and not await self.store.was_deleted(room.id, message.seq):
             self.send(self.notice(room, message, recipients))
 
     def notice(self, room: Room, message: Message, recipients: tuple[Recipient, ...]) -> Notice:

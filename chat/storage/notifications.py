@@ -94,6 +94,14 @@ class Notifications(StoreBase):
             rows = (await conn.execute(query)).all()
         return [str(r.username) for r in rows]
 
+    async def was_deleted(self, room_id: int, seq: int) -> bool:
+        """Whether message `seq` was deleted (one that is no longer kept was not)."""
+        query = select(messages.c.deleted).where(
+            and_(messages.c.room_id == room_id, messages.c.seq == seq)
+        )
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(query)).scalar_one_or_none())
+
     async def add_mentions(self, room_id: int, seq: int, user_ids: Collection[int]) -> None:
         """Remember who message `seq` mentions. A message trimmed or gone meanwhile has nothing
         to count: the foreign key refuses the rows, and that is the answer."""
