@@ -1,6 +1,7 @@
 """Notifications on two nodes sharing Redis and a database: one notice per message and
 recipient, decided by the node that stored it, reaching the recipient's tabs on every node; a
-level changed on one node counts on the other (real redis-server, real server processes)."""
+level changed on one node counts on the other; @here reaches who is in the room on any node
+(real redis-server, real server processes)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,13 @@ async def test_one_notice_per_message_and_recipient_on_two_nodes(
         assert await notify_frames(bob_on_a, second) == [(first, "mention"), (second, "mention")]
         assert await notify_frames(bob_on_b, second) == [(first, "mention"), (second, "mention")]
         assert await notify_frames(wc, second) == [(first, "message"), (second, "message")]
-    # Decided once, by the node that stored the messages: two notices, two people each.
-    assert await notices_on(a) == (2, 4)
+        # @here from alice (an admin) on node a reaches carol, in #general on node b, and not
+        # bob, whose tabs are not in the room.
+        await join(wc, "general")
+        here = await say(alice, wa, "@here quick sync")
+        last = await say(alice, wa, "@bob last one")
+        assert await notify_frames(wc, last) == [(here, "here"), (last, "message")]
+        assert await notify_frames(bob_on_b, last) == [(last, "mention")]
+    # Decided once, by the node that stored the messages: 4 notices, to 2 + 2 + 1 + 2 people.
+    assert await notices_on(a) == (4, 7)
     assert await notices_on(b) == (0, 0)
