@@ -30,6 +30,9 @@ from chat.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
+# How long a node trusts what it learned of quiet rooms: a level change whose signal was lost
+# (Redis away at that moment) is heard at most this late. Relearning costs one read per room.
+QUIET_MEMORY_SECONDS = 60.0
 # Messages of one room waiting for the rules; beyond this (the database far behind), dropped.
 MAX_QUEUED = 1000
 # The broker signal that a level changed somewhere: {"room": name}.
@@ -57,6 +60,15 @@ class Notifier:
             self.settings.here_per_hour / 3600.0, self.settings.here_per_hour
         )
         self.broker.on_signal(LEVELS_SIGNAL, self._level_changed)
+        self._forgetting = asyncio.get_running_loop().call_later(
+            QUIET_MEMORY_SECONDS, self._forget_quiet
+        )
+
+    def _forget_quiet(self) -> None:
+        self.loudness.quiet.clear()
+        self._forgetting = asyncio.get_running_loop().call_later(
+            QUIET_MEMORY_SECONDS, self._forget_quiet
+        )
 
     # --- on the message path ---
 
@@ -97,6 +109,7 @@ class Notifier:
 
     async def close(self) -> None:
         """At shutdown: let what is being worked out finish, briefly, then drop the rest."""
+        self._forgetting.cancel()
         if len(self.tasks):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
