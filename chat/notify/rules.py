@@ -126,6 +126,7 @@ class Notifier:
             raise Forbidden("Only administrators and the room's creator may use @here.")
         wait = self.here_limit.take(user.id)
         if wait:
+            self.metrics.rate_limited.labels("here").inc()
             raise TooMany("@here is sent too often; try again later.", retry_after=wait)
 
     # --- levels ---

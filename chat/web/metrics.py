@@ -60,6 +60,7 @@ class Metrics:
             "password_change",
             "password_hash",
             "create_room",
+            "here",
         ):
             self.rate_limited.labels(limit)
         r.register(HubCollector(hub))
