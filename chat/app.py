@@ -26,6 +26,7 @@ from chat.keys import (
     HUB,
     LIMITS,
     METRICS,
+    NOTICE_SINKS,
     PASSWORDS,
     PRESENCE,
     SETTINGS,
@@ -35,12 +36,24 @@ from chat.keys import (
 from chat.live import protocol
 from chat.live.hub import Hub
 from chat.models import Message
+from chat.notify.tabs import TabSink
 from chat.server import logs
 from chat.server.descriptors import Headroom
 from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
 from chat.storage.store import Store
-from chat.web import account, auth, clientip, direct, login, ops, pages, polls, socket
+from chat.web import (
+    account,
+    auth,
+    clientip,
+    direct,
+    login,
+    notifications,
+    ops,
+    pages,
+    polls,
+    socket,
+)
 from chat.web.metrics import Metrics
 from chat.web.middlewares import error_pages, hide_server_version, security_headers
 from chat.web.passwords import PasswordHasher
@@ -106,6 +119,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(upkeep_ctx)
     app.cleanup_ctx.append(_fanout_ctx)
     app.cleanup_ctx.append(_keep_alive_ctx)
+    # The ways people are told of what concerns them (chat.notify): open tabs here.
+    tabs = TabSink(app)
+    app[NOTICE_SINKS] = (tabs,)
+    app.on_startup.append(tabs.started)
     app.on_shutdown.append(_close_sockets)
 
     app.router.add_routes(login.routes)
@@ -113,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(ops.routes)
     app.router.add_routes(pages.routes)
     app.router.add_routes(direct.routes)
+    app.router.add_routes(notifications.routes)
     app.router.add_routes(polls.routes)
     app.router.add_routes(socket.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
@@ -166,6 +184,7 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         app[PRESENCE] = LocalPresence(hub, settings.node_id)
         app[CONVERSATIONS] = Conversations(app)
         yield
+        await app[CONVERSATIONS].notifier.close()
         return
     # Imported here: redis-py is only needed by deployments that set REDIS_URL.
     from chat.fanout.redis_broker import RedisBroker
@@ -190,6 +209,7 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[CONVERSATIONS].notifier.close()
         await presence.stop()
         await broker.stop()  # closes the clients, the first one after presence is done with it
 

@@ -34,6 +34,8 @@ from chat.keys import BROKER, HUB, LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.live import protocol
 from chat.live.connection import Connection
 from chat.live.protocol import Chat, ClientFrame, Delete, Edit, Join, Leave, React, Read, Typing
+from chat.notify.mentions import mentions_here
+from chat.notify.rules import Notifier
 from chat.ratelimit import TokenBuckets
 from chat.storage.appending import Append, Outcome
 
@@ -62,11 +64,14 @@ class Conversations:
         self.presence = app[PRESENCE]
         self.limits = app[LIMITS]
         self.metrics = app[METRICS]
+        # Who is told of a new message (mentions, levels): decided here, on the storing node.
+        self.notifier = Notifier(app)
 
     def committed(self, batch: Sequence[Append], outcomes: Sequence[Outcome]) -> None:
         """A transaction is over: publish what it stored, answer what it did not, then let the
         hub write, so that the batch's acks go out before more frames are read."""
         publish = self.broker.publish
+        notify = self.notifier.stored
         stats = self.hub.stats
         for item, outcome in zip(batch, outcomes, strict=True):
             session: SocketSession = item.sender
@@ -84,6 +89,7 @@ class Conversations:
                 if is_new:
                     stats.messages_in += 1
                     publish(message.room, payload, message.seq)
+                    notify(message, item.user_id)
                 else:
                     # A resend of something already stored: ack it again to the sender only,
                     # in its place in this socket's seq order.
@@ -260,6 +266,9 @@ class SocketSession:
         if wait:
             self.metrics.rate_limited.labels("chat").inc()
             raise TooMany("You are sending messages too fast.", retry_after=wait)
+        if "@" in frame.text and mentions_here(frame.text):
+            # Refused before it is stored: an @here from someone who may not send one.
+            await self.conversations.notifier.may_say_here(self.conn.user, frame.room)
         # Handed over, not awaited: the read loop goes on to the next frame while the message
         # waits for its commit, and `Conversations.committed` publishes it without waking this
         # handler up for that.

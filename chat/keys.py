@@ -10,6 +10,7 @@ from aiohttp import web
 from chat.fanout.broker import Broker
 from chat.fanout.presence import Presence
 from chat.live.hub import Hub
+from chat.notify.notice import NoticeSink
 from chat.ratelimit import TokenBuckets
 from chat.server.descriptors import Headroom
 from chat.settings import Settings
@@ -60,3 +61,4 @@ LIMITS = web.AppKey("limits", Limits)
 METRICS = web.AppKey("metrics", Metrics)
 HEADROOM = web.AppKey("headroom", Headroom)
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
+NOTICE_SINKS = web.AppKey[tuple[NoticeSink, ...]]("notice_sinks")

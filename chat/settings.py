@@ -110,6 +110,10 @@ class Settings:
     instance_name: str = "chat"
     # Messages a room page renders at once; older kept ones (HISTORY_LIMIT) load on scrolling up.
     history_page_size: int = 50
+    # Notifications (issue 15): whether a notice quotes the start of the message (false: only
+    # "New message in #room", for privacy), and how many @here one person may send per hour.
+    notification_excerpts: bool = True
+    here_per_hour: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -289,6 +293,8 @@ class Settings:
             history_page_size=reader.number(
                 "HISTORY_PAGE_SIZE", int, d.history_page_size, low=10, high=1000
             ),
+            notification_excerpts=reader.flag("NOTIFICATION_EXCERPTS", d.notification_excerpts),
+            here_per_hour=reader.number("HERE_PER_HOUR", int, d.here_per_hour, low=1),
         )
 
     @property

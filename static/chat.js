@@ -10,6 +10,7 @@
 //   timeline.js     scrolling, notices, the unread line, read markers and "seen by N"
 //   render.js, people.js, older.js  a message's element, the people panel, older pages
 // They call one another only through the callbacks passed here.
+import { createCompletion } from "./complete.js";
 import { createComposer } from "./composer.js";
 import { createOlderLoader } from "./older.js";
 import { createPeople } from "./people.js";
@@ -17,6 +18,7 @@ import { RoomProtocol } from "./protocol.js";
 import { createRenderer } from "./render.js";
 import { createRoomSocket } from "./room-socket.js";
 import { createTimeline } from "./timeline.js";
+import { createNotifier, createTitleCount } from "./notify.js";
 
 (function () {
   const root = document.getElementById("room");
@@ -51,8 +53,19 @@ import { createTimeline } from "./timeline.js";
   const isEnded = () => socket !== null && socket.isEnded();
   const pump = () => composer.pump();
 
+  const titleCount = createTitleCount();
+  const notifier = createNotifier({
+    room, me, titleCount, jump: (seq) => composer.act("jump", seq),
+    elements: {
+      levelForm: byId("notify-level"), levelSelect: byId("notify-level-select"),
+      levelSave: byId("notify-level-save"), levelStatus: byId("notify-level-status"),
+      enableButton: byId("enable-notifications"),
+    },
+  });
   const renderer = createRenderer({
     list, me, isAdmin, room, act: (...args) => composer.act(...args),
+    // Mentions of the reader by others (what I write myself names me for someone else).
+    decorate: (li, m) => { if (m.user !== me) notifier.highlight(li); },
   });
   const people = createPeople({
     peopleEl, peopleCount, peopleBox: byId("people-box"), peopleStale, typingEl, me, isEnded,
@@ -62,7 +75,7 @@ import { createTimeline } from "./timeline.js";
     messageElement: renderer.messageElement, regroup: renderer.regroup,
   });
   const timeline = createTimeline({
-    list, jump: byId("jump"), input, me, proto, pending, loadOlder, renderer, send, pump,
+    list, jump: byId("jump"), input, me, proto, pending, loadOlder, renderer, send, pump, titleCount,
     readSeqAtLoad: Number(root.dataset.readSeq) || 0,
   });
   composer = createComposer({
@@ -76,8 +89,18 @@ import { createTimeline } from "./timeline.js";
       composingCancel: byId("composing-cancel"),
     },
   });
+  createCompletion({
+    room, me, mayHere: root.dataset.mayHere === "true", input, form,
+    listEl: byId("completions"),
+    // The people on the page first (in the room now, then who wrote what is shown).
+    localNames: () => [
+      ...[...peopleEl.querySelectorAll("li[data-user]")].map((li) => li.dataset.user),
+      ...[...list.querySelectorAll(":scope > .msg[data-user]")].reverse().map((li) => li.dataset.user),
+    ],
+  });
   socket = createRoomSocket({
     root, room, me, proto, timeline, people, renderer, composer,
+    onNotify: (frame) => notifier.onNotify(frame),
     elements: {
       statusEl: byId("status"), retry: byId("retry"), form, input, typingEl, peopleEl,
       peopleCount, peopleStale, endedBox: byId("ended"),
@@ -95,6 +118,7 @@ import { createTimeline } from "./timeline.js";
   renderer.regroup();
   timeline.start();
   composer.showCount();
+  notifier.openTarget();
   // A room opened is a room to write in.
   input.focus({ preventScroll: true });
   socket.connect();

@@ -11,7 +11,8 @@ const GROUP_GAP_MS = 5 * 60 * 1000; // one author's messages within 5 minutes fo
 
 // list: the messages' <ol>; me: this user's name; isAdmin: may delete anyone's message; room:
 // its name; act(kind, seq, extra): a menu item or a reaction was chosen (chat.js sends it).
-export function createRenderer({ list, me, isAdmin, room, act = () => {} }) {
+// `decorate(li, m)` runs after a message's body is drawn (notify.js highlights mentions).
+export function createRenderer({ list, me, isAdmin, room, act = () => {}, decorate = () => {} }) {
   const states = new Map(); // seq -> the message's latest state
   function localiseTime(t) {
     const ms = Number(t.dataset.ts);
@@ -160,6 +161,7 @@ export function createRenderer({ list, me, isAdmin, room, act = () => {} }) {
       }
       li.append(box);
     }
+    decorate(li, m);
   }
 
   // The server's current state of message `m.seq`: drawn where it is shown (a deleted one

@@ -14,6 +14,7 @@ import { endedMessage } from "./text.js";
 // composer: {pump, showError, onLost, onUpdate}} (the composer's as callbacks).
 export function createRoomSocket(ctx) {
   const { root, room, me, proto, elements, timeline, people, renderer, composer } = ctx;
+  const onNotify = ctx.onNotify || (() => {});
   const { statusEl, retry, form, input, typingEl, peopleEl, peopleCount, peopleStale } = elements;
   const { applyState, regroup } = renderer;
   let ws = null;
@@ -196,6 +197,11 @@ export function createRoomSocket(ctx) {
   }
 
   function handle(frame) {
+    // A notification may be about any room the reader is told of (notify.js).
+    if (frame.type === "notify") {
+      onNotify(frame);
+      return;
+    }
     if (frame.room !== undefined && frame.room !== room) return;
     switch (frame.type) {
       case "history":

@@ -1,4 +1,4 @@
-// The rooms list stays live: people online and unread counts, polled from /rooms.json.
+// The rooms list stays live: people online, unread and mention counts, polled from /rooms.json.
 // Room names only ever go in as text. An ES module (strict by itself).
 
 (function () {
@@ -25,7 +25,13 @@
     const n = document.createElement("span");
     n.className = "n";
     unread.append(n, " unread");
-    li.append(link, " ", online, " ", unread);
+    const mentions = document.createElement("span");
+    mentions.className = "mentions";
+    mentions.title = "messages that mention you";
+    const m = document.createElement("span");
+    m.className = "n";
+    mentions.append(m, " @");
+    li.append(link, " ", online, " ", unread, " ", mentions);
     return li;
   }
 
@@ -40,7 +46,15 @@
       const unread = li.querySelector(".unread");
       unread.querySelector(".n").textContent = String(r.unread);
       unread.hidden = r.unread === 0;
+      showMentions(li, r);
     }
+  }
+
+  function showMentions(li, r) {
+    const badge = li.querySelector(".mentions");
+    if (!badge) return;
+    badge.querySelector(".n").textContent = String(r.mentions || 0);
+    badge.hidden = !r.mentions;
   }
 
   // Direct messages: the other person's presence and the unread count, on the entries shown
@@ -55,6 +69,7 @@
       const unread = li.querySelector(".unread");
       unread.querySelector(".n").textContent = String(d.unread);
       unread.hidden = d.unread === 0;
+      showMentions(li, d);
     }
   }
 

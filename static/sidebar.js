@@ -1,4 +1,4 @@
-// The room page's rooms sidebar stays live: unread counts (and rooms that appear) polled from
+// The room page's rooms sidebar stays live: unread and mention counts (and rooms that appear) polled from
 // /rooms.json, as the rooms list does. The open room never shows a badge: it is being read.
 // Room names only ever go in as text.
 const nav = document.getElementById("rooms-nav");
@@ -29,7 +29,16 @@ function roomItem(r) {
   words.className = "visually-hidden";
   words.textContent = " unread";
   unread.append(n, words);
-  link.append(unread);
+  const mentions = document.createElement("span");
+  mentions.className = "mentions";
+  mentions.title = "mentions of you";
+  const m = document.createElement("span");
+  m.className = "n";
+  const mWords = document.createElement("span");
+  mWords.className = "visually-hidden";
+  mWords.textContent = " mentions";
+  mentions.append("@", m, mWords);
+  link.append(unread, " ", mentions);
   li.append(link);
   return li;
 }
@@ -44,7 +53,16 @@ function render(list, current, rooms) {
     const unread = li.querySelector(".unread");
     unread.querySelector(".n").textContent = String(r.unread);
     unread.hidden = r.unread === 0 || r.name === current;
+    showMentions(li, r, current);
   }
+}
+
+// Beside the unread count: how many of those mention the reader.
+function showMentions(li, r, current) {
+  const badge = li.querySelector(".mentions");
+  if (!badge) return;
+  badge.querySelector(".n").textContent = String(r.mentions || 0);
+  badge.hidden = !r.mentions || r.name === current;
 }
 
 // Direct messages: presence and unread on the entries shown.
@@ -58,6 +76,7 @@ function renderDirect(current, direct) {
     const unread = li.querySelector(".unread");
     unread.querySelector(".n").textContent = String(d.unread);
     unread.hidden = d.unread === 0 || d.name === current;
+    showMentions(li, d, current);
   }
 }
 

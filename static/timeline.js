@@ -118,7 +118,10 @@ export function createTimeline(ctx) {
   }
 
   function updateTitle() {
-    document.title = unseenWhileHidden > 0 ? `(${unseenWhileHidden}) ${baseTitle}` : baseTitle;
+    // With notifications (notify.js), the title counts this room's messages and the others'
+    // notifications together.
+    if (ctx.titleCount) ctx.titleCount("room", unseenWhileHidden);
+    else document.title = unseenWhileHidden > 0 ? `(${unseenWhileHidden}) ${baseTitle}` : baseTitle;
   }
 
   // --- the "new since you last read" line ---

@@ -8,8 +8,10 @@ also reach every node.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode
 
@@ -17,6 +19,11 @@ from chat.errors import Forbidden
 from chat.live.connection import Connection
 from chat.live.hub import Hub
 from chat.live.protocol import error_frame
+
+log = logging.getLogger(__name__)
+
+# What a signal's handler is given: the JSON object it was sent with.
+SignalHandler = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,31 @@ class Broker(Protocol):
     def joined(self, room: str, seq: int) -> None:
         """A joiner here was given the room's history up to `seq`."""
 
+    def signal(self, kind: str, body: dict[str, Any]) -> None:
+        """Hand a small JSON object to the handlers of `kind` on every node (this one's at
+        once), on the path control events take: rare events that any node may concern (a
+        notification for someone's open tabs, a notification level changed). Never waits."""
+
+    def on_signal(self, kind: str, handler: SignalHandler) -> None:
+        """Call `handler` with each signal of `kind`, whichever node sent it."""
+
+
+class Signals:
+    """The signal handlers of one node, shared by every broker."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[SignalHandler]] = {}
+
+    def add(self, kind: str, handler: SignalHandler) -> None:
+        self._handlers.setdefault(kind, []).append(handler)
+
+    def dispatch(self, kind: str, body: dict[str, Any]) -> None:
+        for handler in self._handlers.get(kind, ()):
+            try:
+                handler(body)
+            except Exception:  # one bad handler must not stop the others, nor the subscriber
+                log.exception("a %r signal's handler failed", kind)
+
 
 def apply_control(hub: Hub, event: CloseSockets) -> int:
     """What a control event does on one node; shared by every broker. Returns how many
@@ -79,6 +111,7 @@ class LocalBroker:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.signals = Signals()
 
     def publish(self, room: str, payload: str, seq: int | None = None) -> None:
         self.hub.deliver(room, payload, seq)
@@ -91,3 +124,9 @@ class LocalBroker:
 
     def joined(self, room: str, seq: int) -> None:
         return None
+
+    def signal(self, kind: str, body: dict[str, Any]) -> None:
+        self.signals.dispatch(kind, body)
+
+    def on_signal(self, kind: str, handler: SignalHandler) -> None:
+        self.signals.add(kind, handler)

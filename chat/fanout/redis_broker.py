@@ -30,11 +30,13 @@ import asyncio
 import logging
 import secrets
 from functools import partial
+from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from chat.fanout.broker import CloseSockets, apply_control
+from chat.fanout.broker import CloseSockets, SignalHandler, Signals, apply_control
 from chat.fanout.envelope import (
     Backoff,
     Envelope,
@@ -63,6 +65,7 @@ log = logging.getLogger(__name__)
 class RedisBroker:
     def __init__(self, hub: Hub, store: Store, settings: Settings) -> None:
         self.hub = hub
+        self.signals = Signals()
         self.settings = settings
         self.prefix = settings.redis_prefix
         self.channel = f"{settings.redis_prefix}:control"
@@ -146,6 +149,16 @@ class RedisBroker:
         apply_control(self.hub, event)
         self.shards[0].send(self.channel, control_envelope(self.origin, event).encode())
 
+    def signal(self, kind: str, body: dict[str, Any]) -> None:
+        self.signals.dispatch(kind, body)
+        # On the control channel: every node hears it, like a logout (the kind rides where a
+        # room frame has its room).
+        envelope = Envelope("s", self.origin, kind, None, orjson.dumps(body).decode())
+        self.shards[0].send(self.channel, envelope.encode())
+
+    def on_signal(self, kind: str, handler: SignalHandler) -> None:
+        self.signals.add(kind, handler)
+
     def room_channel(self, room: str) -> str:
         return f"{self.prefix}:room:{room}"
 
@@ -211,6 +224,9 @@ class RedisBroker:
         try:
             envelope = Envelope.decode(data)
             event = control_event(envelope) if envelope.kind == "c" else None
+            body = orjson.loads(envelope.payload) if envelope.kind == "s" else None
+            if envelope.kind == "s" and not isinstance(body, dict):
+                raise ValueError("a signal is a JSON object")
         except (ValueError, KeyError, TypeError):
             # Not from a node of ours (or from a newer version): never let it stop the loop.
             log.error("ignored a malformed frame from redis %s: %r", shard.name, data[:80])
@@ -223,6 +239,8 @@ class RedisBroker:
             self.sequencer.offer(envelope.room, envelope.payload, envelope.seq)
         elif event is not None:
             apply_control(self.hub, event)
+        elif body is not None:
+            self.signals.dispatch(envelope.room, body)
         elif envelope.kind == "r":
             shard.resync()
 

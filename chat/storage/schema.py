@@ -164,6 +164,33 @@ revoked_sessions = Table(
 
 Index("ix_revoked_sessions_expires_at", revoked_sessions.c.expires_at)
 
+# How loud each room (or direct conversation) is for a user: "all" (every message), "mentions"
+# or "nothing". No row: the default ("mentions" for rooms, "all" for direct conversations).
+notification_levels = Table(
+    "notification_levels",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("level", String(8), nullable=False),
+)
+
+Index("ix_notification_levels_room", notification_levels.c.room_id)
+
+# Who a message mentions (by name or @here), among those who may read the room: the mention
+# counts beside the unread counts. Trimmed with their message (the foreign key).
+mentions = Table(
+    "mentions",
+    metadata,
+    Column("room_id", Integer, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    ForeignKeyConstraint(
+        ["room_id", "seq"], ["messages.room_id", "messages.seq"], ondelete="CASCADE"
+    ),
+)
+
+Index("ix_mentions_user", mentions.c.user_id, mentions.c.room_id, mentions.c.seq)
+
 DEFAULT_ROOMS = ("general",)
 # pg_advisory_xact_lock key serialising start-up migrations across nodes (any fixed 64-bit int).
 MIGRATION_LOCK_KEY = 0x63686174_6D696772  # "chatmigr"

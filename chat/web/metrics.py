@@ -43,6 +43,13 @@ class Metrics:
         self.moderation = Counter(
             "chat_moderation_actions", "Moderation actions taken", ["action"], registry=r
         )
+        # Decided on the node that stored the message (chat.notify.rules): once per message.
+        self.notices = Counter(
+            "chat_notices", "Stored messages that told someone (mention, level)", registry=r
+        )
+        self.notice_recipients = Counter(
+            "chat_notice_recipients", "People told of a stored message", registry=r
+        )
         for limit in (
             "chat",
             "typing",
@@ -53,6 +60,7 @@ class Metrics:
             "password_change",
             "password_hash",
             "create_room",
+            "here",
         ):
             self.rate_limited.labels(limit)
         r.register(HubCollector(hub))

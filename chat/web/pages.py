@@ -15,6 +15,7 @@ from chat.fanout.presence import by_user
 from chat.keys import LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.live.protocol import seq_from_text
 from chat.models import Room, User
+from chat.notify.levels import LABELS, level_of
 from chat.settings import Settings
 from chat.web.auth import WELCOME, current_user, require_admin, require_user
 from chat.web.listing import room_lists
@@ -115,6 +116,9 @@ async def room_page(request: web.Request) -> web.Response:
             "max_text_chars": request.app[SETTINGS].max_text_chars,
             # The limits the page keeps to by design (static/outbox.js, static/typing.js).
             "limits": _client_limits(request.app[SETTINGS]),
+            # How loud this room is for the reader (chat.notify.levels), and the choices.
+            "notify_level": level_of(await store.notification_level(room, user), room.is_direct),
+            "notify_levels": LABELS,
         },
     )
 

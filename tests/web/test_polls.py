@@ -44,7 +44,13 @@ async def test_rooms_json_counts_people_and_unread(client: Client, bob: Client) 
         response = await bob.get("/rooms.json")
         assert response.status == 200
         rooms = {r["name"]: r for r in (await response.json())["rooms"]}
-        assert rooms["general"] == {"name": "general", "online": 2, "unread": 2, "private": False}
+        assert rooms["general"] == {
+            "name": "general",
+            "online": 2,
+            "unread": 2,
+            "mentions": 0,
+            "private": False,
+        }
 
 
 async def test_rooms_json_needs_a_login(anon: Client) -> None:
