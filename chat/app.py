@@ -22,6 +22,7 @@ from chat.keys import (
     CONVERSATIONS,
     HEADROOM,
     HUB,
+    IMAGE_WORK,
     LIMITS,
     METRICS,
     PASSWORDS,
@@ -38,7 +39,7 @@ from chat.server.descriptors import Headroom
 from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
 from chat.storage.store import Store
-from chat.web import account, auth, clientip, direct, login, ops, pages, polls, socket
+from chat.web import account, auth, clientip, direct, files, login, ops, pages, polls, socket
 from chat.web.metrics import Metrics
 from chat.web.middlewares import error_pages, hide_server_version, security_headers
 from chat.web.passwords import PasswordHasher
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(app[HUB])
     app[HEADROOM] = Headroom(settings.fd_reserve)
     app[LIMITS] = Limits.from_settings(settings)
+    app[IMAGE_WORK] = asyncio.Semaphore(settings.images_in_flight)
     app[PASSWORDS] = PasswordHasher(
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,
@@ -111,6 +113,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(direct.routes)
     app.router.add_routes(polls.routes)
     app.router.add_routes(socket.routes)
+    app.router.add_routes(files.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app
 
