@@ -10,7 +10,7 @@ import re
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from tests.e2e.conftest import TIMEOUT_MS, PersonFactory
 from tests.e2e.test_chat_in_browser import open_room, say
@@ -35,13 +35,14 @@ DISPATCH = """([kind, name, type, b64]) => {
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const transfer = new DataTransfer();
   transfer.items.add(new File([bytes], name, { type }));
+  const options = { bubbles: true, cancelable: true };
   if (kind === "drop") {
     const room = document.getElementById("room");
-    room.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
-    room.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    room.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, ...options }));
+    room.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, ...options }));
   } else {
     document.getElementById("text").dispatchEvent(
-      new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }));
+      new ClipboardEvent("paste", { clipboardData: transfer, ...options }));
   }
 }"""
 
@@ -92,7 +93,7 @@ def test_files_by_button_drop_and_paste_reach_everyone_live_and_after_reload(
     red = png((220, 20, 20))
     # By the button (its file input), with a caption.
     a.set_input_files(
-        "#attach-input", files=[{"name": "red.png", "mimeType": "image/png", "buffer": red}]
+        "#attach-input", files=[FilePayload(name="red.png", mimeType="image/png", buffer=red)]
     )
     uploaded(a, 1)
     say(a, "a red square")
@@ -129,7 +130,7 @@ def test_a_file_too_large_is_refused_before_it_is_sent(person: PersonFactory) ->
     big = b"x" * (100 * 1024)
     a.set_input_files(
         "#attach-input",
-        files=[{"name": "big.bin", "mimeType": "application/octet-stream", "buffer": big}],
+        files=[FilePayload(name="big.bin", mimeType="application/octet-stream", buffer=big)],
     )
     expect(a.locator("#composer-error")).to_contain_text(
         "big.bin is 100 KB: files are at most 64 KB"

@@ -11,7 +11,6 @@ from PIL import Image
 from sqlalchemy import text
 
 from chat.storage.engine import create_engine
-
 from tests.cluster import Cluster
 from tests.helpers import chat, csrf, join, receive_type
 
