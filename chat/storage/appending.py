@@ -143,7 +143,9 @@ def store_rows(
                 resent.append((i, first[key]))
                 continue
             first[key] = i
-            if look_up:
+            # A message with files is always looked up (they are rare): its resend would find
+            # its files attached already and be refused, not acked.
+            if look_up or item.files:
                 found = resent_copy(
                     run.by_client_id(room_id, item.user_id, item.client_id),
                     item.room,

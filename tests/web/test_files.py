@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from aiohttp import FormData, web
@@ -33,7 +33,7 @@ def settings_env() -> dict[str, object]:
 
 async def upload(
     client: Client,
-    data: bytes,
+    data: bytes | IO[bytes],
     name: str = "photo.png",
     room: str = "general",
     content_type: str = "image/png",
@@ -44,7 +44,9 @@ async def upload(
     return await client.post(f"/rooms/{room}/files", data=form, headers={"X-CSRF-Token": token})
 
 
-async def uploaded(client: Client, data: bytes, name: str = "photo.png", **kw: Any) -> Any:
+async def uploaded(
+    client: Client, data: bytes | IO[bytes], name: str = "photo.png", **kw: Any
+) -> Any:
     response = await upload(client, data, name, **kw)
     assert response.status == 201, await response.text()
     return (await response.json())["file"]
@@ -311,3 +313,31 @@ async def test_uploads_never_attached_expire(client: Client, app: web.Applicatio
     assert await app[STORE].prune_uploads(older_than=now_ms() + 1) == 1
     assert count_rows(app) == (1, 1)
     assert (await client.get(kept["url"])).status == 200
+
+
+async def test_a_resent_message_with_files_is_acked_with_its_files_once(
+    client: Client, app: web.Application
+) -> None:
+    file = await uploaded(client, b"sent twice", "twice.txt")
+    async with client.ws_connect("/ws") as a:
+        await join(a, "general")
+        first = await chat(a, "general", "once", files=[file["id"]], client_id="resend-me")
+    async with client.ws_connect("/ws") as a:  # the ack was lost: the page sends it again
+        await join(a, "general", since=first["seq"])
+        again = await chat(a, "general", "once", files=[file["id"]], client_id="resend-me")
+    assert again["type"] == "chat" and again["seq"] == first["seq"]
+    assert again["files"] == first["files"]
+    assert count_rows(app) == (1, 1)
+
+
+@pytest.mark.parametrize("settings_env", [{"MAX_UPLOAD_BYTES": 4 * 1024 * 1024}])
+async def test_a_file_of_several_chunks_is_stored_and_streamed_whole(client: Client) -> None:
+    data = bytes((i * 7919) % 251 for i in range(3 * 1024 * 1024 + 12345))
+    file = await uploaded(client, io.BytesIO(data), "big.bin")
+    assert file["size"] == len(data)
+    async with client.ws_connect("/ws") as a:
+        await join(a, "general")
+        await chat(a, "general", "big", files=[file["id"]])
+    response = await client.get(file["url"])
+    assert response.status == 200 and int(response.headers["Content-Length"]) == len(data)
+    assert await response.read() == data
