@@ -104,6 +104,8 @@ async def _upload(request: web.Request) -> FileInfo:
             )
     except TimeoutError:
         raise BadRequest("The file took too long to arrive.") from None
+    except ConnectionResetError:
+        raise BadRequest("The upload was cut off.") from None
     except _MALFORMED as exc:
         log.warning("unreadable upload from %s: %r", request.remote, exc)
         raise BadRequest("The upload could not be read (a multipart form is expected).") from None

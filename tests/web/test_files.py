@@ -341,3 +341,20 @@ async def test_a_file_of_several_chunks_is_stored_and_streamed_whole(client: Cli
     response = await client.get(file["url"])
     assert response.status == 200 and int(response.headers["Content-Length"]) == len(data)
     assert await response.read() == data
+
+
+async def test_a_photo_is_turned_upright_and_loses_its_exif(client: Client) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; show it rotated 90° clockwise
+    exif[0x010F] = "SpyCam"  # Make
+    out = io.BytesIO()
+    Image.new("RGB", (40, 20), (0, 200, 0)).save(out, "JPEG", exif=exif.tobytes())
+    file = await uploaded(client, out.getvalue(), "IMG_0001.JPG")
+    assert file["type"] == "image/jpeg" and (file["width"], file["height"]) == (20, 40)
+    async with client.ws_connect("/ws") as a:
+        await join(a, "general")
+        await chat(a, "general", "upright", files=[file["id"]])
+    body = await (await client.get(file["url"])).read()
+    assert b"SpyCam" not in body
+    with Image.open(io.BytesIO(body)) as image:
+        assert image.size == (20, 40) and not image.getexif()
