@@ -175,17 +175,23 @@ TRIM = messages.delete().where(
 )
 # A file a new message attaches (only messages with files run these): is it there, whose, and
 # attached yet? Then, once the message's row is in, the file is the message's.
-FILE_TO_ATTACH = select(
-    files.c.id,
-    files.c.room_id,
-    files.c.uploader_id,
-    files.c.seq,
-    files.c.name,
-    files.c.size,
-    files.c.type,
-    files.c.width,
-    files.c.height,
-).where(files.c.id == bindparam("file_id"))
+FILE_TO_ATTACH = (
+    select(
+        files.c.id,
+        files.c.room_id,
+        files.c.uploader_id,
+        files.c.seq,
+        files.c.name,
+        files.c.size,
+        files.c.type,
+        files.c.width,
+        files.c.height,
+    )
+    .where(files.c.id == bindparam("file_id"))
+    # PostgreSQL: a second message attaching the same upload at once (another tab, another
+    # node) waits here, then sees it attached. (SQLite has one writer: nothing to lock.)
+    .with_for_update()
+)
 ATTACH_FILE = (
     update(files)
     .where(and_(files.c.id == bindparam("file_id"), files.c.seq.is_(None)))
