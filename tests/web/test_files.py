@@ -302,6 +302,7 @@ async def test_deleting_a_message_removes_its_files(client: Client, app: web.App
 
 async def test_uploads_never_attached_expire(client: Client, app: web.Application) -> None:
     from chat.keys import STORE
+    from chat.server.upkeep import prune_uploads
     from chat.storage.statements import now_ms
 
     kept = await uploaded(client, b"attached", "a.txt")
@@ -310,7 +311,11 @@ async def test_uploads_never_attached_expire(client: Client, app: web.Applicatio
         await join(a, "general")
         await chat(a, "general", "keep", files=[kept["id"]])
     assert count_rows(app) == (2, 2)
-    assert await app[STORE].prune_uploads(older_than=now_ms() + 1) == 1
+    assert await prune_uploads(app[STORE], app[SETTINGS]) == 0  # not a day old yet
+    day_ago = now_ms() - 24 * 3600 * 1000 - 1
+    with sqlite3.connect(app[SETTINGS].var_dir / "chat.sqlite3") as db:
+        db.execute("UPDATE files SET created = ?", (day_ago,))
+    assert await prune_uploads(app[STORE], app[SETTINGS]) == 1  # UPLOAD_EXPIRY_SECONDS
     assert count_rows(app) == (1, 1)
     assert (await client.get(kept["url"])).status == 200
 
