@@ -24,6 +24,7 @@ from chat.keys import (
     CONVERSATIONS,
     HEADROOM,
     HUB,
+    IMAGE_WORK,
     LIMITS,
     METRICS,
     NOTICE_SINKS,
@@ -47,6 +48,7 @@ from chat.web import (
     auth,
     clientip,
     direct,
+    files,
     login,
     notifications,
     ops,
@@ -72,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(app[HUB])
     app[HEADROOM] = Headroom(settings.fd_reserve)
     app[LIMITS] = Limits.from_settings(settings)
+    app[IMAGE_WORK] = asyncio.Semaphore(settings.images_in_flight)
     app[PASSWORDS] = PasswordHasher(
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,
@@ -133,6 +136,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(notifications.routes)
     app.router.add_routes(polls.routes)
     app.router.add_routes(socket.routes)
+    app.router.add_routes(files.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app
 

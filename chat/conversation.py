@@ -137,7 +137,11 @@ class SocketSession:
     async def handle(self, data: str) -> None:
         self.hub.stats.frames_in += 1
         try:
-            frame = protocol.parse(data, max_text_chars=self.settings.max_text_chars)
+            frame = protocol.parse(
+                data,
+                max_text_chars=self.settings.max_text_chars,
+                max_files=self.settings.max_files_per_message,
+            )
             await self.dispatch(frame)
         except ChatError as exc:
             self.conn.send(protocol.error_frame(exc))
@@ -287,6 +291,7 @@ class SocketSession:
                 self,
                 frame,
                 frame.reply_to,
+                frame.files,
             )
         )
 

@@ -50,6 +50,20 @@ class NoSuchMessage(ChatError):
     status = 404
 
 
+class NoSuchFile(ChatError):
+    """An upload that is not there to attach or download (or not to this user)."""
+
+    code = "no_such_file"
+    status = 404
+
+
+class TooLarge(ChatError):
+    """An upload over a size limit (MAX_UPLOAD_BYTES, the quota, MAX_IMAGE_PIXELS)."""
+
+    code = "too_large"
+    status = 413
+
+
 class Forbidden(ChatError):
     code = "forbidden"
     status = 403

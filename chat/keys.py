@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ class Limits:
     login_by_name: TokenBuckets
     register_by_ip: TokenBuckets
     create_room: TokenBuckets  # keyed by user id
+    upload: TokenBuckets  # keyed by user id
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
@@ -48,6 +50,7 @@ class Limits:
                 s.registrations_per_hour / 3600.0, s.registrations_per_hour
             ),
             create_room=TokenBuckets(s.rooms_per_hour / 3600.0, s.rooms_per_hour),
+            upload=TokenBuckets(s.upload_rate_per_minute / 60.0, s.upload_rate_per_minute),
         )
 
 
@@ -60,5 +63,7 @@ PASSWORDS = web.AppKey("passwords", PasswordHasher)
 LIMITS = web.AppKey("limits", Limits)
 METRICS = web.AppKey("metrics", Metrics)
 HEADROOM = web.AppKey("headroom", Headroom)
+# Images decoded and re-encoded at once (IMAGES_IN_FLIGHT): chat.web.files.
+IMAGE_WORK = web.AppKey("image_work", asyncio.Semaphore)
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
 NOTICE_SINKS = web.AppKey[tuple[NoticeSink, ...]]("notice_sinks")

@@ -62,6 +62,25 @@ class Message:
     reply: Quote | None = None  # what `reply_to` said, when it is still kept
     reactions: tuple[Reaction, ...] = ()
     changed: int | None = None
+    files: tuple[FileInfo, ...] = ()  # what was attached to it (issue 16)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """A file attached to a message (or uploaded and not yet attached): what a client shows.
+    `type` was decided from the content; an image (`width`, `height` set) was re-encoded and
+    has a thumbnail."""
+
+    id: str
+    name: str
+    size: int
+    type: str
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.width is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,16 @@ class Settings:
     # "New message in #room", for privacy), and how many @here one person may send per hour.
     notification_excerpts: bool = True
     here_per_hour: int = 10
+    # Files and images in messages (issue 16; docs/architecture.md, "Files").
+    max_upload_bytes: int = 10 * 1024 * 1024
+    upload_rate_per_minute: int = 20
+    upload_quota_bytes: int = 500 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    thumbnail_pixels: int = 400  # the longest side of an image's thumbnail
+    upload_expiry_seconds: int = 24 * 3600  # an upload never attached is deleted after this
+    max_files_per_message: int = 10
+    upload_timeout_seconds: float = 300.0
+    images_in_flight: int = 2  # images decoded and re-encoded at once (CPU and memory)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -295,6 +305,33 @@ class Settings:
             ),
             notification_excerpts=reader.flag("NOTIFICATION_EXCERPTS", d.notification_excerpts),
             here_per_hour=reader.number("HERE_PER_HOUR", int, d.here_per_hour, low=1),
+            max_upload_bytes=reader.number(
+                "MAX_UPLOAD_BYTES", int, d.max_upload_bytes, low=1024, high=1 << 31
+            ),
+            upload_rate_per_minute=reader.number(
+                "UPLOAD_RATE_PER_MINUTE", int, d.upload_rate_per_minute, low=1
+            ),
+            upload_quota_bytes=reader.number(
+                "UPLOAD_QUOTA_BYTES", int, d.upload_quota_bytes, low=1024
+            ),
+            max_image_pixels=reader.number(
+                "MAX_IMAGE_PIXELS", int, d.max_image_pixels, low=10_000, high=1 << 31
+            ),
+            thumbnail_pixels=reader.number(
+                "THUMBNAIL_PIXELS", int, d.thumbnail_pixels, low=32, high=2048
+            ),
+            upload_expiry_seconds=reader.number(
+                "UPLOAD_EXPIRY_SECONDS", int, d.upload_expiry_seconds, low=60
+            ),
+            max_files_per_message=reader.number(
+                "MAX_FILES_PER_MESSAGE", int, d.max_files_per_message, low=1, high=100
+            ),
+            upload_timeout_seconds=reader.number(
+                "UPLOAD_TIMEOUT_SECONDS", float, d.upload_timeout_seconds, low=1, high=86400
+            ),
+            images_in_flight=reader.number(
+                "IMAGES_IN_FLIGHT", int, d.images_in_flight, low=1, high=64
+            ),
         )
 
     @property

@@ -7,10 +7,12 @@
 // touches no DOM; the parts below draw what it decides:
 //   room-socket.js  the socket's lifecycle and what each frame received does (docs/protocol.md)
 //   composer.js     sending, editing, replying, deleting, reacting, typing notices
+//   attach.js       files attached: uploaded (with progress) before the message goes
 //   timeline.js     scrolling, notices, the unread line, read markers and "seen by N"
 //   render.js, people.js, older.js  a message's element, the people panel, older pages
 // They call one another only through the callbacks passed here.
 import { createCompletion } from "./complete.js";
+import { createAttacher } from "./attach.js";
 import { createComposer } from "./composer.js";
 import { createOlderLoader } from "./older.js";
 import { createPeople } from "./people.js";
@@ -78,8 +80,19 @@ import { createNotifier, createTitleCount } from "./notify.js";
     list, jump: byId("jump"), input, me, proto, pending, loadOlder, renderer, send, pump, titleCount,
     readSeqAtLoad: Number(root.dataset.readSeq) || 0,
   });
+  const csrfField = document.querySelector('input[name="csrf_token"]');
+  const attacher = createAttacher({
+    room,
+    csrfToken: csrfField ? csrfField.value : "",
+    maxBytes: limit("maxUpload", 10 * 1024 * 1024),
+    maxFiles: limit("maxFiles", 10),
+    elements: {
+      button: byId("attach"), fileInput: byId("attach-input"), tray: byId("attach-tray"),
+      dropZone: root, input, formError: byId("composer-error"),
+    },
+  });
   composer = createComposer({
-    room, me, proto, pending, list, loadOlder, renderer, timeline, send, isEnded,
+    room, me, proto, pending, list, loadOlder, renderer, timeline, send, isEnded, attacher,
     maxText: Number(root.dataset.maxText) || 4000,
     typingRate: limit("typingRate", 1),
     typingBurst: limit("typingBurst", 5),

@@ -11,10 +11,11 @@ const CHANGE_REF = "change"; // edits, deletions, reactions: a refusal shows und
 // ctx: {room, me, maxText, typingRate, typingBurst, proto, pending, list, loadOlder,
 // elements: {form, input, counter, formError, composing, composingText, composingCancel},
 // renderer: {messageElement, regroup, stateOf}, timeline: {removeEmptyNotice, toBottom},
-// send, isEnded} (send and isEnded are the socket's, as callbacks).
+// send, isEnded, attacher} (send and isEnded are the socket's, as callbacks; attacher is
+// attach.js's: the files uploaded for the next message).
 export function createComposer(ctx) {
   const { room, me, maxText, proto, pending, list, loadOlder, elements, renderer } = ctx;
-  const { timeline, send, isEnded } = ctx;
+  const { timeline, send, isEnded, attacher } = ctx;
   const { form, input, counter, formError, composing, composingText } = elements;
   const { messageElement, regroup, stateOf } = renderer;
   const outbox = proto.outbox; // the unconfirmed messages, by client_id
@@ -109,7 +110,9 @@ export function createComposer(ctx) {
   function submit() {
     const text = input.value;
     formError.textContent = "";
-    if (!text.trim() || isEnded()) return;
+    // Files uploaded for this message (attach.js); the text is then an optional caption.
+    const files = attacher && editing === null ? attacher.ready() : [];
+    if ((!text.trim() && files.length === 0) || isEnded()) return;
     if (text.length > maxText) {
       formError.textContent =
         `Messages are at most ${maxText} characters (this one is ${text.length}).`;
@@ -127,9 +130,14 @@ export function createComposer(ctx) {
       showCount();
       return;
     }
+    if (attacher && attacher.busy()) {
+      formError.textContent = "Wait for the files to finish uploading (or cancel them).";
+      return;
+    }
     const clientId = newClientId();
     const extra = replyTo !== null ? { reply_to: replyTo } : {};
-    const el = messageElement({ user: me, text, ts: Date.now(), ...extra, reply: undefined });
+    if (files.length > 0) extra.files = files.map((f) => f.id);
+    const el = messageElement({ user: me, text, ts: Date.now(), ...extra, files, reply: undefined });
     el.classList.add("pending");
     el.dataset.clientId = clientId;
     timeline.removeEmptyNotice();
@@ -142,6 +150,7 @@ export function createComposer(ctx) {
     typingNotifier.sent(); // the message itself ends "typing…" on every reader's page
     // Not joined (reconnecting, offline): it stays pending and goes out after the re-join.
     outbox.add(clientId, text, extra);
+    if (files.length > 0) attacher.clear();
     stopComposing();
     pump();
   }

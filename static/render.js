@@ -4,6 +4,7 @@
 // of what it answers and its reactions, the message menu (reply, react, edit, delete), and
 // "seen by N". The messages' latest states are kept by seq (`states`), so a quote shows its
 // original as it now stands. chat.js decides what to draw (with protocol.js and events.js).
+import { drawFiles } from "./attachments.js";
 import { COMMON_EMOJI, quoteText, quoteView, reactionView } from "./events.js";
 import { formatFull, formatTime } from "./text.js";
 
@@ -116,6 +117,7 @@ export function createRenderer({ list, me, isAdmin, room, act = () => {}, decora
   function drawState(li, m) {
     if (m.seq !== undefined) states.set(m.seq, m);
     drawText(li, m);
+    drawFiles(li, m.files);
     for (const old of li.querySelectorAll(":scope .edited, :scope > .quote, :scope > .reactions")) {
       old.remove();
     }

@@ -5,16 +5,18 @@ Everything here is pure: no I/O, so it is fuzzed and unit-tested directly. See d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import emoji
 import orjson
 
 from chat.errors import BadRequest, ChatError, TooLong, UnknownType
 from chat.formatting import to_html
-from chat.models import ROOM_NAME_RE, Message, Position
+from chat.models import ROOM_NAME_RE, FileInfo, Message, Position
 
 MAX_CLIENT_ID = 64
 
@@ -39,6 +41,7 @@ class Chat:
     client_id: str | None
     ref: str | None = None
     reply_to: int | None = None  # the seq of the message this one answers
+    files: tuple[str, ...] = ()  # the ids of the sender's uploads it attaches
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,11 @@ ClientFrame = Join | Leave | Chat | Typing | Read | Delete | Edit | React
 MAX_EMOJI_CHARS = 16
 
 
-def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
+# An upload's id as the server hands it out (secrets.token_urlsafe): url-safe base64.
+FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,32}")
+
+
+def parse(data: str | bytes, *, max_text_chars: int, max_files: int = 10) -> ClientFrame:
     """Turn one text frame into a typed client frame or raise a `ChatError` with a code."""
     try:
         obj = orjson.loads(data)
@@ -109,12 +116,14 @@ def parse(data: str | bytes, *, max_text_chars: int) -> ClientFrame:
             return Leave(_room(obj), ref)
         if kind == "chat":
             client_id = _optional_str(obj, "client_id", ref)
+            files = _files(obj, max_files)
             return Chat(
                 _room(obj),
-                _text(obj, max_text_chars),
+                _caption(obj, max_text_chars) if files else _text(obj, max_text_chars),
                 client_id,
                 ref or client_id,
                 _optional_seq(obj, "reply_to"),
+                files,
             )
         if kind == "typing":
             typing = obj.get("typing")
@@ -160,6 +169,29 @@ def _text(obj: Mapping[str, Any], max_chars: int) -> str:
     if len(text) > max_chars:
         raise TooLong(f"'text' is longer than {max_chars} characters")
     return text
+
+
+def _caption(obj: Mapping[str, Any], max_chars: int) -> str:
+    """The text of a message with files: optional (empty when only whitespace)."""
+    text = obj.get("text", "")
+    if not isinstance(text, str):
+        raise BadRequest("'text' must be a string")
+    if len(text) > max_chars:
+        raise TooLong(f"'text' is longer than {max_chars} characters")
+    return text if text.strip() else ""
+
+
+def _files(obj: Mapping[str, Any], max_files: int) -> tuple[str, ...]:
+    value = obj.get("files")
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(f, str) and FILE_ID_RE.fullmatch(f) for f in value
+    ):
+        raise BadRequest("'files' must be a list of upload ids")
+    if len(value) > max_files:
+        raise BadRequest(f"At most {max_files} files per message.")
+    return tuple(dict.fromkeys(value))
 
 
 def _seq(obj: Mapping[str, Any]) -> int:
@@ -224,6 +256,21 @@ def _dump(frame: dict[str, Any]) -> str:
     return orjson.dumps(frame).decode()
 
 
+def file_dict(info: FileInfo) -> dict[str, Any]:
+    """A file as a client shows it: where to download it and, for an image, its thumbnail."""
+    name = quote(info.name, safe="")
+    return {
+        "id": info.id,
+        "name": info.name,
+        "size": info.size,
+        "type": info.type,
+        "url": f"/files/{info.id}/{name}",
+        "thumb": f"/files/{info.id}/thumb/{name}" if info.is_image else None,
+        "width": info.width,
+        "height": info.height,
+    }
+
+
 def message_dict(message: Message) -> dict[str, Any]:
     """A message as a client shows it; what a plain message lacks is left out."""
     out: dict[str, Any] = {
@@ -253,6 +300,8 @@ def message_dict(message: Message) -> dict[str, Any]:
         )
     if message.reactions:
         out["reactions"] = [{"emoji": r.emoji, "users": list(r.users)} for r in message.reactions]
+    if message.files:
+        out["files"] = [file_dict(f) for f in message.files]
     return out
 
 

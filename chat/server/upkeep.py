@@ -1,4 +1,5 @@
-"""Periodic upkeep: forgetting the client_ids of old messages, and noticing a database that
+"""Periodic upkeep: forgetting the client_ids of old messages, deleting uploads never attached
+to a message (UPLOAD_EXPIRY_SECONDS), and noticing a database that
 went back in time.
 
 A database restored from a backup, or a failover to a replica that lags, holds less than the
@@ -48,10 +49,19 @@ async def prune_client_ids(store: Store, settings: Settings, active_since: int) 
     )
 
 
+async def prune_uploads(store: Store, settings: Settings) -> int:
+    """Uploads never attached to a message, older than UPLOAD_EXPIRY_SECONDS, go."""
+    return await store.prune_uploads(older_than=now_ms() - settings.upload_expiry_seconds * 1000)
+
+
 async def _prune_forever(store: Store, settings: Settings) -> None:
     active_since = 0  # the first pass looks at every user
     while True:
         started = now_ms()
+        try:
+            await prune_uploads(store, settings)
+        except (SQLAlchemyError, OSError) as exc:  # the database is down: next time
+            log.warning("could not prune expired uploads: %s", exc)
         try:
             forgotten = await prune_client_ids(store, settings, active_since)
         except (SQLAlchemyError, OSError) as exc:  # the database is down: next time

@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
-from chat.errors import NoSuchMessage, NoSuchRoom
-from chat.models import Message, Quote
+from chat.errors import NoSuchFile, NoSuchMessage, NoSuchRoom
+from chat.models import FileInfo, Message, Quote
 from chat.storage.statements import (
+    ATTACH_FILE,
     BY_CLIENT_ID,
+    FILE_TO_ATTACH,
     INSERT_MESSAGE,
     NEXT_SEQ,
     ORIGINAL,
@@ -62,6 +64,7 @@ class Append:
     sender: Any = None
     ref: Any = None
     reply_to: int | None = None  # the seq of the message this one answers
+    files: tuple[str, ...] = ()  # the ids of the uploads it attaches (the uploader's own)
 
 
 def hand_over(batch: Sequence[Append], outcomes: Sequence[Outcome]) -> None:
@@ -105,6 +108,14 @@ class Run(Protocol):
         """Delete all but the room's `keep` newest messages."""
         ...
 
+    def file(self, file_id: str) -> Any:
+        """An upload as (id, room_id, uploader_id, seq, name, size, type, width, height)."""
+        ...
+
+    def attach(self, rows: list[dict[str, Any]]) -> None:
+        """Make each upload (`file_id`) its message's (`message_seq`)."""
+        ...
+
 
 def store_rows(
     run: Run, batch: Sequence[Append], history_limit: int, ts: int, *, look_up: bool
@@ -119,6 +130,8 @@ def store_rows(
     first: dict[tuple[int, int, str], int] = {}  # a client_id's first position here
     resent: list[tuple[int, int]] = []  # (position, position of the same message here)
     quotes: dict[int, Quote] = {}  # position -> what its reply quotes
+    attached: dict[int, tuple[FileInfo, ...]] = {}  # position -> the files it attaches
+    claimed: set[str] = set()  # uploads attached by this batch
     for i, item in enumerate(batch):
         room_id = run.room_id(item.room)
         if room_id is None:
@@ -130,7 +143,9 @@ def store_rows(
                 resent.append((i, first[key]))
                 continue
             first[key] = i
-            if look_up:
+            # A message with files is always looked up (they are rare): its resend would find
+            # its files attached already and be refused, not acked.
+            if look_up or item.files:
                 found = resent_copy(
                     run.by_client_id(room_id, item.user_id, item.client_id),
                     item.room,
@@ -142,6 +157,8 @@ def store_rows(
                     if item.reply_to is not None:  # the same reply, sent again
                         quote = original_quote(run, room_id, item.reply_to)
                         found = replace(found, reply_to=item.reply_to, reply=quote)
+                    if item.files:  # what the first copy attached
+                        found = replace(found, files=resent_files(run, item.files, found.seq))
                     outcomes[i] = (found, False)
                     continue
         if item.reply_to is not None:
@@ -153,9 +170,17 @@ def store_rows(
                 )
                 continue
             quotes[i] = quote
+        if item.files:
+            # Rare too: only a message with files looks them up (and attaches them below).
+            found_files = attachable(run, room_id, item, claimed)
+            if isinstance(found_files, Exception):
+                outcomes[i] = found_files
+                continue
+            attached[i] = found_files
         fresh.setdefault(room_id, []).append(i)
     rows = []
     remembered = []  # the rows of those that have a client_id
+    attaching: list[dict[str, Any]] = []  # (file_id, message_seq) of the files attached
     trims = []  # the rooms to trim to the limit, once all the rows are in
     # Rooms in id order: two nodes storing batches for the same rooms take their row locks in
     # the same order (PostgreSQL), so neither waits for the other in a cycle.
@@ -168,6 +193,9 @@ def store_rows(
             message = Message(item.room, seq, item.username, item.text, ts, item.client_id)
             if item.reply_to is not None:
                 message = replace(message, reply_to=item.reply_to, reply=quotes.get(i))
+            if item.files:
+                message = replace(message, files=attached[i])
+                attaching.extend({"file_id": f.id, "message_seq": seq} for f in attached[i])
             outcomes[i] = (message, True)
             row = {
                 "room_id": room_id,
@@ -184,6 +212,8 @@ def store_rows(
                 remembered.append(row)
     if rows:
         run.insert(rows)
+    if attaching:  # after the messages' rows: the files' foreign key names them
+        run.attach(attaching)
     if remembered:
         # Refuses (IntegrityError) a resend whose original was trimmed from the history.
         run.remember(remembered)
@@ -211,6 +241,48 @@ def original_quote(run: Run, room_id: int, seq: int) -> Quote | None:
         return None
     username, text, deleted = found
     return Quote(username, "" if deleted else quote_text(text), bool(deleted))
+
+
+def file_info(row: Any) -> FileInfo:
+    """An upload's row (as `FILE_TO_ATTACH`) as a client shows it."""
+    return FileInfo(
+        str(row[0]),
+        row[4],
+        int(row[5]),
+        row[6],
+        None if row[7] is None else int(row[7]),
+        None if row[8] is None else int(row[8]),
+    )
+
+
+def attachable(
+    run: Run, room_id: int, item: Append, claimed: set[str]
+) -> tuple[FileInfo, ...] | Exception:
+    """The uploads a new message attaches, in its order, or why it cannot: each must be its
+    sender's own, uploaded to this room, and not attached to any message yet."""
+    found = []
+    for file_id in dict.fromkeys(item.files):  # the same id twice is the file once
+        row = run.file(file_id)
+        if (
+            row is None
+            or int(row[1]) != room_id
+            or int(row[2]) != item.user_id
+            or row[3] is not None
+            or file_id in claimed
+        ):
+            return NoSuchFile(
+                f"There is no upload {file_id[:40]!r} of yours to attach in #{item.room} "
+                "(it expired, or is attached already): upload it again."
+            )
+        found.append(file_info(row))
+    claimed.update(f.id for f in found)
+    return tuple(found)
+
+
+def resent_files(run: Run, file_ids: Sequence[str], seq: int) -> tuple[FileInfo, ...]:
+    """What a resend's first copy attached."""
+    rows = (run.file(f) for f in dict.fromkeys(file_ids))
+    return tuple(file_info(r) for r in rows if r is not None and r[3] is not None and r[3] == seq)
 
 
 def resent_copy(
@@ -256,6 +328,12 @@ class CoreRun:
 
     def trim(self, room_id: int, keep: int) -> None:
         self.conn.execute(TRIM, {"room_id": room_id, "skip": keep - 1})
+
+    def file(self, file_id: str) -> Any:
+        return self.conn.execute(FILE_TO_ATTACH, {"file_id": file_id}).first()
+
+    def attach(self, rows: list[dict[str, Any]]) -> None:
+        self.conn.execute(ATTACH_FILE, rows)
 
 
 class _Settle:

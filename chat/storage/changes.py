@@ -15,8 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chat.errors import Forbidden, NoSuchMessage
 from chat.models import Message, User
 from chat.storage.messages import MessageLog
-from chat.storage.reading import message_from_row, one_query, reactions_by_seq, reactions_query
-from chat.storage.schema import messages, reactions
+from chat.storage.reading import (
+    files_by_seq,
+    files_query,
+    message_from_row,
+    one_query,
+    reactions_by_seq,
+    reactions_query,
+)
+from chat.storage.schema import files, messages, reactions
 from chat.storage.statements import NEXT_SEQ, now_ms
 
 
@@ -52,6 +59,10 @@ class MessageChanges(MessageLog):
                 delete(reactions).where(
                     and_(reactions.c.room_id == room_id, reactions.c.seq == seq)
                 )
+            )
+            # Its files go with its text (their chunks cascade): the row stays, they do not.
+            await conn.execute(
+                delete(files).where(and_(files.c.room_id == room_id, files.c.seq == seq))
             )
             await conn.execute(_one(room_id, seq).values(deleted=True, text="", changed_seq=event))
 
@@ -126,7 +137,14 @@ class MessageChanges(MessageLog):
         if row is None:
             return None
         reacted = (await conn.execute(reactions_query(room_id, seq, seq))).all()
-        return message_from_row(room_name, row, reactions_by_seq(reacted), client_id=False)
+        attached = (await conn.execute(files_query(room_id, seq, seq))).all()
+        return message_from_row(
+            room_name,
+            row,
+            reactions_by_seq(reacted),
+            client_id=False,
+            files=files_by_seq(attached),
+        )
 
 
 def _one(room_id: int, seq: int) -> Any:

@@ -20,6 +20,8 @@ from chat.models import History, HistoryPage, Message, Position, User
 from chat.storage.appending import SETTLE, Append
 from chat.storage.base import StoreBase
 from chat.storage.reading import (
+    files_by_seq,
+    files_query,
     first_seq,
     message_from_row,
     page_query,
@@ -29,6 +31,7 @@ from chat.storage.reading import (
 from chat.storage.schema import client_ids, messages, read_markers, rooms, users
 from chat.storage.sqlite.fastread import read_transaction
 from chat.storage.statements import (
+    FILES,
     HISTORY,
     OLDEST_KEPT,
     REACTIONS,
@@ -124,24 +127,26 @@ class MessageLog(StoreBase):
         rows_params = {"room": room_name, "after": after, "limit": self.history_limit}
         rows: Sequence[Any]
         reacted: Sequence[Any]
+        attached: Sequence[Any]
         if self._fast is not None:  # every join asks: one thread hop, one snapshot
             room_sql = self.sql(ROOM_BY_NAME, room_params)
             rows_sql = self.sql(HISTORY, rows_params)
             oldest_sql = self.sql(OLDEST_KEPT, room_params)
             reactions_sql = self.compiled(REACTIONS)
+            files_sql = self.compiled(FILES)
 
-            def read(db: Any) -> tuple[Any, Any, Any, Any]:
+            def read(db: Any) -> tuple[Any, Any, Any, Any, Any]:
                 room = db.execute(*room_sql).fetchone()
                 rows = db.execute(*rows_sql).fetchall()
                 oldest = db.execute(*oldest_sql).fetchone()[0]
-                reacted = (
-                    db.execute(*reactions_sql(room=room_name, first=first_seq(rows))).fetchall()
-                    if rows
-                    else []
-                )
-                return room, rows, oldest, reacted
+                reacted = attached = []
+                if rows:
+                    first = first_seq(rows)
+                    reacted = db.execute(*reactions_sql(room=room_name, first=first)).fetchall()
+                    attached = db.execute(*files_sql(room=room_name, first=first)).fetchall()
+                return room, rows, oldest, reacted, attached
 
-            room, rows, oldest, reacted = await self._fast.run(
+            room, rows, oldest, reacted, attached = await self._fast.run(
                 lambda db: read_transaction(db, read)
             )
         else:
@@ -149,13 +154,11 @@ class MessageLog(StoreBase):
                 room = (await conn.execute(ROOM_BY_NAME, room_params)).first()
                 rows = (await conn.execute(HISTORY, rows_params)).all()
                 oldest = (await conn.execute(OLDEST_KEPT, room_params)).scalar()
-                reacted = (
-                    (
-                        await conn.execute(REACTIONS, {"room": room_name, "first": first_seq(rows)})
-                    ).all()
-                    if rows
-                    else []
-                )
+                reacted = attached = []
+                if rows:
+                    first = {"room": room_name, "first": first_seq(rows)}
+                    reacted = (await conn.execute(REACTIONS, first)).all()
+                    attached = (await conn.execute(FILES, first)).all()
         if room is None:
             raise NoSuchRoom(f"There is no room named {room_name!r}.")
         rows = list(reversed(rows))
@@ -179,11 +182,12 @@ class MessageLog(StoreBase):
         # kept" rather than miss saying so.
         complete = oldest is None or int(oldest) <= after + 1 or int(oldest) == 1
         by_seq = reactions_by_seq(reacted)
+        with_files = files_by_seq(attached)
         # A deleted message is sent (as such: the client drops it) only to a client that may
         # show it, one that had its seq already; every other message changed after `since`
         # is sent as it now stands.
         found = [
-            message_from_row(room_name, r, by_seq)
+            message_from_row(room_name, r, by_seq, files=with_files)
             for r in rows
             if not r.deleted or (since is not None and r.seq <= after)
         ]
@@ -199,11 +203,12 @@ class MessageLog(StoreBase):
             rows = (await conn.execute(page_query(room.id, before, limit + 1))).all()
             # One more than the page: whether older ones are kept.
             shown = rows[:limit]
-            reacted = (
-                (await conn.execute(reactions_query(room.id, first_seq(shown)))).all()
-                if shown
-                else []
-            )
+            reacted: Sequence[Any] = []
+            attached: Sequence[Any] = []
+            if shown:
+                first = first_seq(shown)
+                reacted = (await conn.execute(reactions_query(room.id, first))).all()
+                attached = (await conn.execute(files_query(room.id, first))).all()
         older = len(rows) > limit
         rows = list(reversed(shown))
         last_seq = int(room.last_seq)
@@ -211,9 +216,10 @@ class MessageLog(StoreBase):
         start = before if before is not None else last_seq + 1
         oldest = int(rows[0].seq) if rows else start
         by_seq = reactions_by_seq(reacted)
+        with_files = files_by_seq(attached)
         return HistoryPage(
             messages=[
-                message_from_row(room_name, r, by_seq, client_id=False)
+                message_from_row(room_name, r, by_seq, client_id=False, files=with_files)
                 for r in rows
                 if not r.deleted
             ],

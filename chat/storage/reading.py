@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from chat.models import Message, Quote, Reaction
-from chat.storage.appending import quote_text
-from chat.storage.schema import messages, reactions, users
+from chat.models import FileInfo, Message, Quote, Reaction
+from chat.storage.appending import file_info, quote_text
+from chat.storage.schema import files, messages, reactions, users
 from chat.storage.statements import MESSAGE_STATE
 
 
@@ -42,6 +42,36 @@ def reactions_query(room_id: int, first: int, last: int | None = None) -> Any:
     )
 
 
+def files_query(room_id: int, first: int, last: int | None = None) -> Any:
+    """The files of a room's messages from seq `first` (to `last`), as `FILES`."""
+    bound = and_(files.c.room_id == room_id, files.c.seq >= first)
+    if last is not None:
+        bound = and_(bound, files.c.seq <= last)
+    return (
+        select(
+            files.c.id,
+            files.c.room_id,
+            files.c.uploader_id,
+            files.c.seq,
+            files.c.name,
+            files.c.size,
+            files.c.type,
+            files.c.width,
+            files.c.height,
+        )
+        .where(bound)
+        .order_by(files.c.seq, files.c.created, files.c.id)
+    )
+
+
+def files_by_seq(rows: Iterable[Any]) -> dict[int, tuple[FileInfo, ...]]:
+    """The rows of `FILES` grouped per message, in the order they were uploaded."""
+    grouped: dict[int, list[FileInfo]] = {}
+    for row in rows:
+        grouped.setdefault(int(row[3]), []).append(file_info(row))
+    return {seq: tuple(found) for seq, found in grouped.items()}
+
+
 def reactions_by_seq(rows: Iterable[Any]) -> dict[int, tuple[Reaction, ...]]:
     """The rows of `REACTIONS` (seq, emoji, username), grouped per message and emoji in the
     order they were first added."""
@@ -55,7 +85,12 @@ def reactions_by_seq(rows: Iterable[Any]) -> dict[int, tuple[Reaction, ...]]:
 
 
 def message_from_row(
-    room: str, row: Any, reactions: dict[int, tuple[Reaction, ...]], *, client_id: bool = True
+    room: str,
+    row: Any,
+    reactions: dict[int, tuple[Reaction, ...]],
+    *,
+    client_id: bool = True,
+    files: dict[int, tuple[FileInfo, ...]] | None = None,
 ) -> Message:
     reply = None
     if row.reply_to is not None and row.reply_user is not None:
@@ -75,6 +110,7 @@ def message_from_row(
         reply=reply,
         reactions=() if deleted else reactions.get(int(row.seq), ()),
         changed=None if row.changed_seq is None else int(row.changed_seq),
+        files=() if deleted or not files else files.get(int(row.seq), ()),
     )
 
 

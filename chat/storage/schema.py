@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -94,6 +95,45 @@ reactions = Table(
     ForeignKeyConstraint(
         ["room_id", "seq"], ["messages.room_id", "messages.seq"], ondelete="CASCADE"
     ),
+)
+
+# Files uploaded to a room (issue 16; docs/architecture.md, "Files"). `seq` is the message that
+# carries it, set in the transaction that stores the message; until then only its uploader can
+# attach it (upkeep deletes it after UPLOAD_EXPIRY_SECONDS). The foreign key to the message
+# cascades: a trimmed message takes its files, and their chunks, with it.
+files = Table(
+    "files",
+    metadata,
+    # 128 random bits, url-safe base64 (secrets.token_urlsafe(16)): the URL is not guessable.
+    Column("id", String(32), primary_key=True),
+    Column("room_id", Integer, ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    Column("uploader_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", BigInteger, nullable=True),
+    Column("name", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("created", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["room_id", "seq"], ["messages.room_id", "messages.seq"], ondelete="CASCADE"
+    ),
+)
+
+# A message's files (history reads) and the trim's cascade look files up by their message.
+Index("ix_files_message", files.c.room_id, files.c.seq)
+# A user's stored bytes (the quota), and upkeep's look for uploads never attached.
+Index("ix_files_uploader", files.c.uploader_id)
+Index("ix_files_created", files.c.created)
+
+# A file's bytes, in chunks: part 0 is the file, part 1 its thumbnail (images only).
+file_chunks = Table(
+    "file_chunks",
+    metadata,
+    Column("file_id", String(32), ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    Column("part", Integer, primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )
 
 # The client_ids of each user's recent messages, kept beyond the rooms' kept history: a resend

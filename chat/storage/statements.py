@@ -14,6 +14,7 @@ from sqlalchemy import Integer, and_, bindparam, func, insert, null, or_, select
 
 from chat.storage.schema import (
     client_ids,
+    files,
     messages,
     reactions,
     read_markers,
@@ -89,6 +90,29 @@ REACTIONS = (
     )
     .order_by(reactions.c.seq, reactions.c.ts, reactions.c.user_id)
 )
+# The files of a room's messages from seq `first` on (a history read: with the index on
+# (room_id, seq) this costs a room without files one look).
+FILES = (
+    select(
+        files.c.id,
+        files.c.room_id,
+        files.c.uploader_id,
+        files.c.seq,
+        files.c.name,
+        files.c.size,
+        files.c.type,
+        files.c.width,
+        files.c.height,
+    )
+    .where(
+        and_(
+            files.c.room_id
+            == select(rooms.c.id).where(rooms.c.name == bindparam("room")).scalar_subquery(),
+            files.c.seq >= bindparam("first"),
+        )
+    )
+    .order_by(files.c.seq, files.c.created, files.c.id)
+)
 # Storing a message (chat.storage.appending, for a whole batch: one seq bump and one trim per
 # room, one insert of all rows), in one transaction: through SQLAlchemy, or compiled to SQLite SQL
 # for the group commit's plain sqlite3 connection.
@@ -148,6 +172,30 @@ _KEPT_FROM = (
 )
 TRIM = messages.delete().where(
     and_(messages.c.room_id == bindparam("room_id"), messages.c.seq < _KEPT_FROM)
+)
+# A file a new message attaches (only messages with files run these): is it there, whose, and
+# attached yet? Then, once the message's row is in, the file is the message's.
+FILE_TO_ATTACH = (
+    select(
+        files.c.id,
+        files.c.room_id,
+        files.c.uploader_id,
+        files.c.seq,
+        files.c.name,
+        files.c.size,
+        files.c.type,
+        files.c.width,
+        files.c.height,
+    )
+    .where(files.c.id == bindparam("file_id"))
+    # PostgreSQL: a second message attaching the same upload at once (another tab, another
+    # node) waits here, then sees it attached. (SQLite has one writer: nothing to lock.)
+    .with_for_update()
+)
+ATTACH_FILE = (
+    update(files)
+    .where(and_(files.c.id == bindparam("file_id"), files.c.seq.is_(None)))
+    .values(seq=bindparam("message_seq"))
 )
 # What a new reply quotes: the kept message it answers.
 ORIGINAL = (

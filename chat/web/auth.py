@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Awaitable
 
@@ -41,6 +42,9 @@ CSRF = "csrf"
 MAY_KEEP_TEMPORARY_PASSWORD = frozenset({"/account", "/account/password"})
 WELCOME = "welcome"  # set at registration; the rooms page shows its welcome once
 CSRF_FIELD = "csrf_token"
+# Uploads (chat.web.files) stream their body: their token comes in a header, not the form.
+CSRF_HEADER = "X-CSRF-Token"
+_STREAMED_BODY = re.compile(r"/rooms/[^/]+/files")
 _USER_CACHE = web.RequestKey("chat.user", object)
 _BANNED = web.RequestKey("chat.banned", bool)
 
@@ -126,6 +130,8 @@ def sessions(storage: AbstractStorage) -> Middleware:
 def csrf_protect(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Every state-changing form carries the session's CSRF token; anything else is refused."""
     if request.method in {"POST", "PUT", "PATCH", "DELETE"}:
+        if _STREAMED_BODY.fullmatch(request.path):
+            return _csrf_header_checked(request, handler)
         return _csrf_checked(request, handler)
     # Safe methods (the /ws upgrade is a GET) go straight through, leaving no frame behind.
     return handler(request)
@@ -143,6 +149,22 @@ async def _csrf_checked(request: web.Request, handler: Handler) -> web.StreamRes
         raise web.HTTPForbidden(
             text="The form's security token is missing or out of date. "
             "Go back, reload the page and try again."
+        )
+    return await handler(request)
+
+
+async def _csrf_header_checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The token in a header: the body is left unread for the handler to stream."""
+    sent = request.headers.get(CSRF_HEADER)
+    expected = (await get_session(request)).get(CSRF)
+    if (
+        sent is None
+        or not isinstance(expected, str)
+        or not hmac.compare_digest(sent.encode(), expected.encode())
+    ):
+        raise web.HTTPForbidden(
+            text="The request's security token is missing or out of date. Reload the page.",
+            headers={"Connection": "close"},
         )
     return await handler(request)
 

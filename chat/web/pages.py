@@ -114,6 +114,8 @@ async def room_page(request: web.Request) -> web.Response:
             "rooms": rooms_context["rooms"],
             "direct": rooms_context["direct"],
             "max_text_chars": request.app[SETTINGS].max_text_chars,
+            "max_upload_bytes": request.app[SETTINGS].max_upload_bytes,
+            "max_files": request.app[SETTINGS].max_files_per_message,
             # The limits the page keeps to by design (static/outbox.js, static/typing.js).
             "limits": _client_limits(request.app[SETTINGS]),
             # How loud this room is for the reader (chat.notify.levels), and the choices.

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.storage.statements import (
+    ATTACH_FILE,
     BY_CLIENT_ID,
+    FILE_TO_ATTACH,
     INSERT_MESSAGE,
     NEXT_SEQ,
     ORIGINAL,
@@ -31,6 +33,8 @@ class AppendStatements:
     remember: Compiled
     original: Compiled
     trim: Compiled
+    file: Compiled
+    attach: Compiled
 
     @classmethod
     def compile(cls, compile: Callable[[Any], Compiled]) -> AppendStatements:
@@ -42,19 +46,22 @@ class AppendStatements:
             remember=compile(REMEMBER_CLIENT_ID),
             original=compile(ORIGINAL),
             trim=compile(TRIM),
+            file=compile(FILE_TO_ATTACH),
+            attach=compile(ATTACH_FILE),
         )
 
 
 class SqliteRun:
     """`Run` on one sqlite3 connection, inside the transaction its caller opened."""
 
-    __slots__ = ("_remembered", "_room_ids", "_row", "db", "sql")
+    __slots__ = ("_attached", "_remembered", "_room_ids", "_row", "db", "sql")
 
     def __init__(self, db: sqlite3.Connection, statements: AppendStatements) -> None:
         self.db = db
         self.sql = statements
         self._row = statements.insert.rows()
         self._remembered = statements.remember.rows()
+        self._attached = statements.attach.rows()
         # Rooms are never deleted or renamed: an id once read stays right.
         self._room_ids: dict[str, int] = {}
 
@@ -86,3 +93,9 @@ class SqliteRun:
 
     def trim(self, room_id: int, keep: int) -> None:
         self.db.execute(*self.sql.trim(room_id=room_id, skip=keep - 1))
+
+    def file(self, file_id: str) -> Any:
+        return self.db.execute(*self.sql.file(file_id=file_id)).fetchone()
+
+    def attach(self, rows: list[dict[str, Any]]) -> None:
+        self.db.executemany(self.sql.attach.sql, map(self._attached, rows))
