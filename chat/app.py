@@ -28,17 +28,20 @@ from chat.keys import (
     PRESENCE,
     SETTINGS,
     STORE,
+    VAPID,
     Limits,
 )
 from chat.live import protocol
 from chat.live.hub import Hub
 from chat.models import Message
+from chat.notify.vapid import Vapid
+from chat.notify.webpush import webpush_ctx
 from chat.server import logs
 from chat.server.descriptors import Headroom
 from chat.server.upkeep import upkeep_ctx
 from chat.settings import PROJECT_ROOT, Settings
 from chat.storage.store import Store
-from chat.web import account, auth, clientip, direct, login, ops, pages, polls, socket
+from chat.web import account, auth, clientip, direct, login, ops, pages, polls, push, socket
 from chat.web.metrics import Metrics
 from chat.web.middlewares import error_pages, hide_server_version, security_headers
 from chat.web.passwords import PasswordHasher
@@ -57,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(app[HUB])
     app[HEADROOM] = Headroom(settings.fd_reserve)
     app[LIMITS] = Limits.from_settings(settings)
+    app[VAPID] = Vapid(settings.vapid_private_key, settings.vapid_subject)
     app[PASSWORDS] = PasswordHasher(
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,
@@ -102,6 +106,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(upkeep_ctx)
     app.cleanup_ctx.append(_fanout_ctx)
     app.cleanup_ctx.append(_keep_alive_ctx)
+    app.cleanup_ctx.append(webpush_ctx)
     app.on_shutdown.append(_close_sockets)
 
     app.router.add_routes(login.routes)
@@ -111,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(direct.routes)
     app.router.add_routes(polls.routes)
     app.router.add_routes(socket.routes)
+    app.router.add_routes(push.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app
 

@@ -10,6 +10,8 @@ from aiohttp import web
 from chat.fanout.broker import Broker
 from chat.fanout.presence import Presence
 from chat.live.hub import Hub
+from chat.notify.notice import NoticeSink
+from chat.notify.vapid import Vapid
 from chat.ratelimit import TokenBuckets
 from chat.server.descriptors import Headroom
 from chat.settings import Settings
@@ -60,3 +62,5 @@ LIMITS = web.AppKey("limits", Limits)
 METRICS = web.AppKey("metrics", Metrics)
 HEADROOM = web.AppKey("headroom", Headroom)
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
+NOTICE_SINKS = web.AppKey[tuple[NoticeSink, ...]]("notice_sinks")
+VAPID = web.AppKey("vapid", Vapid)

@@ -24,6 +24,7 @@ from chat.environment import (
     secret_from,
     tls_files,
 )
+from chat.notify.settings import PUSH_SERVICES, push_settings
 
 __all__ = ["PROJECT_ROOT", "Settings", "SettingsError"]
 
@@ -109,6 +110,18 @@ class Settings:
     instance_name: str = "chat"
     # Messages a room page renders at once; older kept ones (HISTORY_LIMIT) load on scrolling up.
     history_page_size: int = 50
+    # Web Push (chat.notify.webpush): the VAPID key (raw P-256 private key, base64url; generated
+    # into var/ unless given), who the push services may contact, and the sending limits.
+    vapid_private_key: str = field(default="", repr=False)
+    vapid_subject: str = "mailto:admin@localhost"
+    push_endpoint_hosts: tuple[str, ...] = PUSH_SERVICES
+    push_subscriptions_per_user: int = 10
+    push_queue_size: int = 10000
+    push_senders: int = 4
+    push_timeout_seconds: float = 10.0
+    push_ttl_seconds: int = 24 * 3600
+    push_retries: int = 3
+    push_retry_max_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -288,6 +301,7 @@ class Settings:
             history_page_size=reader.number(
                 "HISTORY_PAGE_SIZE", int, d.history_page_size, low=10, high=1000
             ),
+            **push_settings(env, reader, var_dir, d),
         )
 
     @property

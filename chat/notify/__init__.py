@@ -1,1 +1,4 @@
-"""Notifications: who hears about a stored message, and how (docs/architecture.md, "Notifications")."""
+"""Notifications: who hears about a stored message, and how.
+
+See docs/architecture.md, "Notifications".
+"""

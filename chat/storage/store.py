@@ -21,6 +21,7 @@ from chat.storage.accounts import Accounts
 from chat.storage.appender import Appender
 from chat.storage.changes import MessageChanges
 from chat.storage.engine import create_engine
+from chat.storage.push import PushSubscriptions
 from chat.storage.rooms import Rooms
 from chat.storage.schema import MIGRATION_LOCK_KEY
 from chat.storage.sqlite.fastread import FastReads
@@ -30,7 +31,7 @@ from chat.storage.sqlite.statements import AppendStatements
 log = logging.getLogger(__name__)
 
 
-class Store(Accounts, Rooms, MessageChanges):
+class Store(Accounts, Rooms, MessageChanges, PushSubscriptions):
     """Every query the app makes, over one async engine."""
 
     def __init__(self, engine: AsyncEngine, *, history_limit: int) -> None:
