@@ -16,6 +16,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -75,10 +76,10 @@ def retry_delay(header: str | None, attempt: int, cap: float) -> float:
             except (TypeError, ValueError):
                 pass
             else:
-                from datetime import UTC, datetime
-
-                return min(cap, max(0.0, float((when - datetime.now(UTC)).total_seconds())))
-    return min(cap, 0.5 * 2**attempt)
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                return min(cap, max(0.0, (when - datetime.now(UTC)).total_seconds()))
+    return min(cap, 0.5 * 2.0**attempt)
 
 
 class WebPushSink:
