@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from chat.errors import ChatError
 from chat.keys import SETTINGS, STORE, VAPID
 from chat.models import User
 from chat.notify.settings import endpoint_allowed
@@ -118,9 +119,12 @@ async def subscribe(request: web.Request) -> web.Response:
     if not valid_subscription_keys(p256dh, auth):
         return _error(400, "The subscription's keys are not a P-256 key and a 16-byte secret.")
     label = browser_label(request.headers.get("User-Agent", ""))
-    sub = await request.app[STORE].save_push_subscription(
-        user.id, endpoint, p256dh, auth, label, limit=settings.push_subscriptions_per_user
-    )
+    try:
+        sub = await request.app[STORE].save_push_subscription(
+            user.id, endpoint, p256dh, auth, label, limit=settings.push_subscriptions_per_user
+        )
+    except ChatError as exc:
+        return _error(exc.status, exc.message)
     return web.json_response({"ok": True, "id": sub.id, "label": sub.label})
 
 
