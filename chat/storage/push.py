@@ -82,6 +82,14 @@ class PushSubscriptions(StoreBase):
         async with self._write() as conn:
             return bool((await conn.execute(delete(subs).where(where))).rowcount)
 
+    async def forget_push_subscriptions(self, user_id: int, *, keep: int | None = None) -> None:
+        """Every browser of the user stops being notified (logged out everywhere), but `keep`."""
+        where = subs.c.user_id == user_id
+        if keep is not None:
+            where &= subs.c.id != keep
+        async with self._write() as conn:
+            await conn.execute(delete(subs).where(where))
+
     async def drop_push_endpoint(self, endpoint: str) -> None:
         """The push service says this subscription is gone (404 or 410)."""
         async with self._write() as conn:

@@ -19,7 +19,7 @@ from chat.models import User
 from chat.web.auth import SESSION_ID, VERSION, require_user, session_id
 from chat.web.login import login_keys
 from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD
-from chat.web.push import push_context
+from chat.web.push import forget_on_logout, forget_other_browsers, push_context
 from chat.web.render import render
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,9 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     await store.set_password_hash(user.id, await passwords.hash(new))
     version = await store.bump_session_version(user.id)
-    # This browser stays logged in; every other session is now stale.
+    # This browser stays logged in; every other session is now stale, and no longer notified.
     (await get_session(request))[VERSION] = version
+    await forget_other_browsers(request, user.id)
     await request.app[BROKER].control(
         CloseSockets(
             "password changed: log in again",
@@ -103,6 +104,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
 async def logout_everywhere(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     await request.app[STORE].bump_session_version(user.id)
+    await forget_on_logout(request, user.id, everywhere=True)
     await request.app[BROKER].control(CloseSockets("logged out everywhere", user_id=user.id))
     session = await get_session(request)
     log.info(

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp_session import get_session
 
 from chat.errors import ChatError
 from chat.keys import SETTINGS, STORE, VAPID
@@ -23,6 +24,8 @@ from chat.settings import PROJECT_ROOT
 from chat.web.auth import current_user, require_user
 
 routes = web.RouteTableDef()
+
+PUSH_ID = "push"  # the session's key for this browser's subscription id
 
 SERVICE_WORKER = PROJECT_ROOT / "static" / "sw.js"
 MAX_ENDPOINT = 1024
@@ -125,6 +128,8 @@ async def subscribe(request: web.Request) -> web.Response:
         )
     except ChatError as exc:
         return _error(exc.status, exc.message)
+    # Which subscription is this browser's: logging out here stops its notifications.
+    (await get_session(request))[PUSH_ID] = sub.id
     return web.json_response({"ok": True, "id": sub.id, "label": sub.label})
 
 
@@ -137,6 +142,24 @@ async def unsubscribe(request: web.Request) -> web.Response:
     endpoint = str(form.get("endpoint", ""))
     removed = await request.app[STORE].remove_push_subscription(user.id, endpoint=endpoint)
     return web.json_response({"ok": True, "removed": removed})
+
+
+async def forget_on_logout(request: web.Request, user_id: int, *, everywhere: bool) -> None:
+    """Logging out stops this browser's notifications; logging out everywhere, every one's."""
+    store = request.app[STORE]
+    if everywhere:
+        await store.forget_push_subscriptions(user_id)
+        return
+    push_id = (await get_session(request)).get(PUSH_ID)
+    if isinstance(push_id, int):
+        await store.remove_push_subscription(user_id, sub_id=push_id)
+
+
+async def forget_other_browsers(request: web.Request, user_id: int) -> None:
+    """A password change logs out every other session: their browsers stop being notified."""
+    push_id = (await get_session(request)).get(PUSH_ID)
+    keep = push_id if isinstance(push_id, int) else None
+    await request.app[STORE].forget_push_subscriptions(user_id, keep=keep)
 
 
 @routes.post(r"/account/push/{id:\d{1,18}}/remove")

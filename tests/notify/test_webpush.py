@@ -9,13 +9,14 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from aiohttp import web
 from py_vapid.jwt import decode
 
 from chat.keys import NOTICE_SINKS, STORE, VAPID
 from chat.notify.notice import Notice, Reason, Recipient
-from chat.notify.webpush import WebPushSink
+from chat.notify.webpush import WebPushSink, payload
 from tests.helpers import Client, chat, join
 from tests.notify.push_service import Browser, PushService, push_service
 
@@ -204,3 +205,19 @@ async def test_a_push_service_that_never_answers_does_not_slow_chat(
     )
     # Loose on purpose (a shared machine): a blocked chat path would take seconds per message.
     assert median_during < max(10 * median_before, 0.25)
+
+
+def test_a_long_excerpt_is_shortened_to_fit_one_push() -> None:
+    notice = Notice(
+        room="general",
+        title="#general",
+        url="/rooms/general#m-1",
+        seq=1,
+        author="bob",
+        excerpt='😀"<' * 2000,
+        recipients=(Recipient(1, "mention"),),
+    )
+    body = payload(notice)
+    assert len(body) <= 3993
+    excerpt = orjson.loads(body)["excerpt"]
+    assert excerpt and notice.excerpt.startswith(excerpt)

@@ -7,10 +7,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from chat.keys import VAPID
+from chat.keys import STORE, VAPID
 from chat.web.middlewares import CSP
 from chat.web.push import browser_label
-from tests.helpers import Client, csrf, post_form
+from tests.conftest import ClientFactory
+from tests.helpers import PASSWORD, Client, csrf, login, post_form
 from tests.notify.push_service import Browser
 
 ENDPOINT = "https://fcm.googleapis.com/fcm/send/abc123"
@@ -198,3 +199,44 @@ def test_the_csp_allows_our_own_worker_and_manifest_and_nothing_more() -> None:
 )
 def test_a_subscription_is_named_after_the_browser(agent: str, label: str) -> None:
     assert browser_label(agent) == label
+
+
+async def test_logging_out_stops_this_browsers_notifications(client: Client) -> None:
+    await Browser().subscribe(client, ENDPOINT)
+    await post_form(client, "/logout", {}, page="/account")
+    await login(client, "alice")
+    assert "No browser is set up yet." in await listed(client)
+
+
+async def test_logging_out_everywhere_stops_every_browsers_notifications(
+    client: Client, new_client: ClientFactory
+) -> None:
+    other = await new_client()
+    await login(other, "alice")
+    await Browser().subscribe(client, ENDPOINT)
+    await Browser().subscribe(other, f"{ENDPOINT}-2")
+    assert (await listed(client)).count("/remove") == 2
+    await post_form(other, "/account/logout-everywhere", {}, page="/account")
+    await login(client, "alice")
+    assert "No browser is set up yet." in await listed(client)
+
+
+async def test_changing_the_password_keeps_this_browser_only(
+    client: Client, new_client: ClientFactory, app: web.Application
+) -> None:
+    other = await new_client()
+    await login(other, "alice")
+    await Browser().subscribe(client, ENDPOINT)
+    await Browser().subscribe(other, f"{ENDPOINT}-2")
+    new = "another good password"
+    response = await post_form(
+        client,
+        "/account/password",
+        {"current": PASSWORD, "password": new, "confirm": new},
+        page="/account",
+    )
+    assert response.status == 302
+    alice = await app[STORE].user_by_name("alice")
+    assert alice is not None
+    (kept,) = await app[STORE].push_subscriptions([alice.id])
+    assert kept.endpoint == ENDPOINT
