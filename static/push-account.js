@@ -66,10 +66,19 @@ function sameKey(sub, key) {
   return bytes.length === key.length && bytes.every((b, i) => b === key[i]);
 }
 
+async function showState() {
+  // Only reads: permission is asked on the click, never on load.
+  if (Notification.permission !== "granted") return;
+  const reg = await registration;
+  const sub = reg && (await reg.pushManager.getSubscription());
+  if (sub) say("This browser has a subscription; press the button again if it is not listed.");
+}
+
 if (setup && button) {
   if (supported()) {
     setup.hidden = false;
     button.addEventListener("click", enable);
+    showState().catch(() => {});
   } else {
     document.getElementById("push-unsupported").hidden = false;
   }
