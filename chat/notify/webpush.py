@@ -135,11 +135,24 @@ class WebPushSink:
             self._skipped.inc()
             return
         body = payload(notice)
-        await asyncio.gather(
-            *(self._push(sub, body, reasons[sub.user_id], notice.room) for sub in subscriptions)
-        )
+        pushes: list[asyncio.Task[None]] = []
+        try:
+            for sub in subscriptions:
+                # Encrypting costs milliseconds of CPU per subscription: one at a time, the loop
+                # let through between them, so an @here to many people never stalls the chat.
+                data = encrypt(body, sub.p256dh, sub.auth)
+                push = self._push(sub, data, reasons[sub.user_id], notice.room)
+                pushes.append(asyncio.create_task(push))
+                await asyncio.sleep(0)
+            # One subscription's failure (the database, say) is logged, not the others' end.
+            for outcome in await asyncio.gather(*pushes, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    log.error("push failed", exc_info=outcome)
+        finally:
+            for task in pushes:
+                task.cancel()  # only still running if this sender was cancelled (shutdown)
 
-    async def _push(self, sub: PushSubscription, body: bytes, reason: Reason, room: str) -> None:
+    async def _push(self, sub: PushSubscription, data: bytes, reason: Reason, room: str) -> None:
         s = self._settings
         headers = {
             "TTL": str(s.push_ttl_seconds),
@@ -149,7 +162,6 @@ class WebPushSink:
         }
         if reason not in HIGH:
             headers["Topic"] = topic(room)
-        data = encrypt(body, sub.p256dh, sub.auth)
         for attempt in range(s.push_retries + 1):
             headers["Authorization"] = self._vapid.authorization(sub.endpoint)
             status, retry_after = await self._post(sub.endpoint, data, headers)
