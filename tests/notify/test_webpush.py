@@ -221,3 +221,36 @@ def test_a_long_excerpt_is_shortened_to_fit_one_push() -> None:
     assert len(body) <= 3993
     excerpt = orjson.loads(body)["excerpt"]
     assert excerpt and notice.excerpt.startswith(excerpt)
+
+
+@pytest.mark.parametrize(
+    "settings_env",
+    [{"PUSH_ENDPOINT_HOSTS": "127.0.0.1", "PUSH_QUEUE_SIZE": "2", "PUSH_SENDERS": "1"}],
+)
+async def test_a_full_queue_drops_notices_and_counts_them(
+    client: Client, bob: Client, app: web.Application
+) -> None:
+    hung: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hung.append(writer)
+
+    dead = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = dead.sockets[0].getsockname()[1]
+    try:
+        await Browser().subscribe(client, f"http://127.0.0.1:{port}/push/dead")
+        seq = await said(bob, "@alice are you there")
+        notice = await notice_for(app, "alice", seq)
+        for _ in range(10):  # one is being sent (forever), two wait, the rest are dropped
+            tell(app, notice)
+        metrics = await (await client.get("/metrics")).text()
+    finally:
+        for writer in hung:
+            writer.close()
+        dead.close()
+    dropped = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("chat_push_dropped_total")
+    )
+    assert 7 <= dropped <= 8
