@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chat.environment import Reader, SettingsError, public_url
-from chat.notify.vapid import load_or_create_vapid_key, vapid_key_from
+from chat.notify.vapid import Vapid, VapidException, load_or_create_vapid_key, vapid_key_from
 
 if TYPE_CHECKING:
     from chat.settings import Settings
@@ -32,15 +32,18 @@ def push_settings(
     raw_key = env.get("VAPID_PRIVATE_KEY")
     key = vapid_key_from(raw_key) if raw_key else load_or_create_vapid_key(var_dir)
     site = public_url(env.get("PUBLIC_URL", ""))
-    default_subject = site if site and site.startswith("https://") else "mailto:admin@localhost"
+    # An https PUBLIC_URL with a port is no subject the signing library accepts.
+    https = site is not None and site.startswith("https://") and ":" not in site[8:]
+    default_subject = site if https and site else "mailto:admin@localhost"
     subject = reader.get("VAPID_SUBJECT", str, default_subject).strip()
-    if not (subject.startswith("mailto:") and "@" in subject) and not subject.startswith(
-        "https://"
-    ):
+    try:
+        # Signed once now: a subject the signing library refuses would fail every push later.
+        Vapid(key, subject).authorization("https://push.example.com/x")
+    except VapidException:
         raise SettingsError(
-            "VAPID_SUBJECT: expected mailto:someone@example.com or an https:// URL, "
-            f"got {subject!r}"
-        )
+            "VAPID_SUBJECT: expected mailto:someone@example.com or https://host (no port or "
+            f"path), got {subject!r}"
+        ) from None
     raw_hosts = env.get("PUSH_ENDPOINT_HOSTS")
     hosts = d.push_endpoint_hosts if raw_hosts is None else endpoint_hosts(raw_hosts)
     return {

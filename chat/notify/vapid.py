@@ -22,6 +22,8 @@ from py_vapid import Vapid02, VapidException
 
 from chat.environment import SettingsError
 
+__all__ = ["Vapid", "VapidException", "encrypt", "load_or_create_vapid_key", "vapid_key_from"]
+
 KEY_FILE = "vapid_private_key"
 # How long a signed VAPID token stays valid (RFC 8292 allows at most 24 hours).
 TOKEN_SECONDS = 12 * 3600

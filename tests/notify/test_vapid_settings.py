@@ -71,3 +71,16 @@ def test_endpoints_go_to_the_listed_push_services_only() -> None:
     assert not endpoint_allowed("http://10.0.0.1/x", ("10.0.0.1",))
     assert endpoint_allowed("https://anything.example/x", ("*",))
     assert not endpoint_allowed("http://anything.example/x", ("*",))
+
+
+@pytest.mark.parametrize(
+    "subject", ["https://chat.example.com:8443", "https://chat.example.com/contact", "mailto:x"]
+)
+def test_a_subject_push_services_would_refuse_stops_start_up(tmp_path: Path, subject: str) -> None:
+    with pytest.raises(SettingsError, match="VAPID_SUBJECT"):
+        Settings.from_env({**BASE, "CHAT_VAR_DIR": str(tmp_path), "VAPID_SUBJECT": subject})
+
+
+def test_an_https_public_url_with_a_port_leaves_the_default_subject(tmp_path: Path) -> None:
+    env = {**BASE, "CHAT_VAR_DIR": str(tmp_path), "PUBLIC_URL": "https://chat.example.com:8443"}
+    assert Settings.from_env(env).vapid_subject == "mailto:admin@localhost"
