@@ -16,7 +16,7 @@ from py_vapid.jwt import decode
 
 from chat.keys import NOTICE_SINKS, STORE, VAPID
 from chat.notify.notice import Notice, Reason, Recipient
-from chat.notify.webpush import WebPushSink, payload
+from chat.notify.webpush import WebPushSink, payload, retry_delay
 from tests.helpers import Client, chat, join
 from tests.notify.push_service import Browser, PushService, push_service
 
@@ -254,3 +254,17 @@ async def test_a_full_queue_drops_notices_and_counts_them(
         if line.startswith("chat_push_dropped_total")
     )
     assert 7 <= dropped <= 8
+
+
+def test_retry_after_in_seconds_or_as_a_date_is_honoured_within_the_cap() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    assert retry_delay("3", 0, 60) == 3
+    assert retry_delay("3600", 0, 60) == 60
+    in_ten = format_datetime(datetime.now(UTC) + timedelta(seconds=10), usegmt=True)
+    assert 8 <= retry_delay(in_ten, 0, 60) <= 10
+    assert retry_delay("Wed, 21 Oct 2015 07:28:00 GMT", 0, 60) == 0
+    # Nothing usable: a doubling backoff.
+    assert [retry_delay(None, n, 60) for n in range(3)] == [0.5, 1.0, 2.0]
+    assert retry_delay("soon", 10, 60) == 60
