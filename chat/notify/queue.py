@@ -38,7 +38,7 @@ class WorkQueue(Generic[T]):
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = dropped
         self._dropped_since_log = 0
-        self._last_log = 0.0
+        self._last_log = -LOG_EVERY_SECONDS
 
     def put(self, item: T) -> bool:
         """Queue `item` without waiting; False (and counted) when the queue is full."""

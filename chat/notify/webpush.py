@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -43,6 +44,7 @@ OUTCOMES = ("sent", "gone", "retried", "failed")
 # Characters of an excerpt pushed (at most 4 bytes each in UTF-8, 6 once JSON-escaped).
 MAX_EXCERPT = 400
 MAX_PAYLOAD = 3900
+FAILURE_LOG_SECONDS = 60.0
 
 
 def payload(notice: Notice) -> bytes:
@@ -106,6 +108,8 @@ class WebPushSink:
         self._http = http
         self._requests = metrics["requests"]
         self._skipped = metrics["skipped"]
+        self._failed_since_log = 0
+        self._last_failure_log = -FAILURE_LOG_SECONDS
         self.queue: WorkQueue[Notice] = WorkQueue(
             "web-push",
             self._deliver,
@@ -180,12 +184,19 @@ class WebPushSink:
             self._requests.labels("retried").inc()
             await asyncio.sleep(retry_delay(retry_after, attempt, s.push_retry_max_seconds))
         self._requests.labels("failed").inc()
-        log.warning(
-            "push to subscription %d failed (%s)",
-            sub.id,
-            "no answer" if status is None else f"HTTP {status}",
-            extra={"event": "push_failed", "status": status},
-        )
+        self._failed_since_log += 1
+        now = time.monotonic()
+        if now - self._last_failure_log >= FAILURE_LOG_SECONDS:
+            # At most a line a minute: a push service that is down fails every push.
+            log.warning(
+                "%d pushes failed since the last warning; the latest, to subscription %d: %s",
+                self._failed_since_log,
+                sub.id,
+                "no answer" if status is None else f"HTTP {status}",
+                extra={"event": "push_failed", "status": status},
+            )
+            self._last_failure_log = now
+            self._failed_since_log = 0
 
     async def _post(
         self, endpoint: str, data: bytes, headers: dict[str, str]
