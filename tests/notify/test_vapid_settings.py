@@ -84,3 +84,16 @@ def test_a_subject_push_services_would_refuse_stops_start_up(tmp_path: Path, sub
 def test_an_https_public_url_with_a_port_leaves_the_default_subject(tmp_path: Path) -> None:
     env = {**BASE, "CHAT_VAR_DIR": str(tmp_path), "PUBLIC_URL": "https://chat.example.com:8443"}
     assert Settings.from_env(env).vapid_subject == "mailto:admin@localhost"
+
+
+def test_the_cli_prints_a_key_every_node_can_be_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chat.__main__ import main
+
+    assert main(["vapid-key"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    name, _, key = line.partition("=")
+    assert name == "VAPID_PRIVATE_KEY"
+    settings = Settings.from_env({**BASE, "CHAT_VAR_DIR": str(tmp_path), name: key})
+    assert settings.vapid_private_key == key
