@@ -1,4 +1,4 @@
-"""`python -m chat`: serve (the default), migrate, create-user, reset-password."""
+"""`python -m chat`: serve (the default), migrate, create-user, reset-password, vapid-key."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from chat import resets
 from chat.app import create_app
 from chat.errors import ChatError, MigrationRefused
+from chat.notify import vapid
 from chat.server import descriptors, gctune, logs, tls
 from chat.server.logs import AccessLogger
 from chat.server.workers import MAX_WORKERS, Supervisor, listen
@@ -46,7 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="give an account a temporary password (changed at its next login); ends its sessions",
     )
     reset.add_argument("username")
+    commands.add_parser(
+        "vapid-key", help="print a new Web Push (VAPID) key pair for VAPID_PRIVATE_KEY"
+    )
     args = parser.parse_args(argv)
+    if args.command == "vapid-key":
+        # Needs no settings: an operator makes one key and gives it to every node.
+        private = vapid.new_private_key()
+        print(f"VAPID_PRIVATE_KEY={private}")
+        print(f"# public key (applicationServerKey): {vapid.Vapid(private, '').public_key}")
+        return 0
 
     try:
         settings = Settings.from_env()

@@ -32,12 +32,15 @@ from chat.keys import (
     PRESENCE,
     SETTINGS,
     STORE,
+    VAPID,
     Limits,
 )
 from chat.live import protocol
 from chat.live.hub import Hub
 from chat.models import Message
 from chat.notify.tabs import TabSink
+from chat.notify.vapid import Vapid
+from chat.notify.webpush import webpush_ctx
 from chat.server import logs
 from chat.server.descriptors import Headroom
 from chat.server.upkeep import upkeep_ctx
@@ -54,6 +57,7 @@ from chat.web import (
     ops,
     pages,
     polls,
+    push,
     socket,
 )
 from chat.web.metrics import Metrics
@@ -75,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     app[HEADROOM] = Headroom(settings.fd_reserve)
     app[LIMITS] = Limits.from_settings(settings)
     app[IMAGE_WORK] = asyncio.Semaphore(settings.images_in_flight)
+    app[VAPID] = Vapid(settings.vapid_private_key, settings.vapid_subject)
     app[PASSWORDS] = PasswordHasher(
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,
@@ -126,6 +131,7 @@ def create_app(settings: Settings) -> web.Application:
     tabs = TabSink(app)
     app[NOTICE_SINKS] = (tabs,)
     app.on_startup.append(tabs.started)
+    app.cleanup_ctx.append(webpush_ctx)
     app.on_shutdown.append(_close_sockets)
 
     app.router.add_routes(login.routes)
@@ -137,6 +143,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(polls.routes)
     app.router.add_routes(socket.routes)
     app.router.add_routes(files.routes)
+    app.router.add_routes(push.routes)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     return app
 

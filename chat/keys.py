@@ -12,6 +12,7 @@ from chat.fanout.broker import Broker
 from chat.fanout.presence import Presence
 from chat.live.hub import Hub
 from chat.notify.notice import NoticeSink
+from chat.notify.vapid import Vapid
 from chat.ratelimit import TokenBuckets
 from chat.server.descriptors import Headroom
 from chat.settings import Settings
@@ -67,3 +68,4 @@ HEADROOM = web.AppKey("headroom", Headroom)
 IMAGE_WORK = web.AppKey("image_work", asyncio.Semaphore)
 CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations")
 NOTICE_SINKS = web.AppKey[tuple[NoticeSink, ...]]("notice_sinks")
+VAPID = web.AppKey("vapid", Vapid)

@@ -25,6 +25,7 @@ from chat.environment import (
     secret_from,
     tls_files,
 )
+from chat.notify.settings import PUSH_SERVICES, push_settings
 
 __all__ = ["PROJECT_ROOT", "Settings", "SettingsError"]
 
@@ -124,6 +125,18 @@ class Settings:
     max_files_per_message: int = 10
     upload_timeout_seconds: float = 300.0
     images_in_flight: int = 2  # images decoded and re-encoded at once (CPU and memory)
+    # Web Push (chat.notify.webpush): the VAPID key (raw P-256 private key, base64url; generated
+    # into var/ unless given), who the push services may contact, and the sending limits.
+    vapid_private_key: str = field(default="", repr=False)
+    vapid_subject: str = "mailto:admin@localhost"
+    push_endpoint_hosts: tuple[str, ...] = PUSH_SERVICES
+    push_subscriptions_per_user: int = 10
+    push_queue_size: int = 10000
+    push_senders: int = 4
+    push_timeout_seconds: float = 10.0
+    push_ttl_seconds: int = 24 * 3600
+    push_retries: int = 3
+    push_retry_max_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -332,6 +345,7 @@ class Settings:
             images_in_flight=reader.number(
                 "IMAGES_IN_FLIGHT", int, d.images_in_flight, low=1, high=64
             ),
+            **push_settings(env, reader, var_dir, d),
         )
 
     @property

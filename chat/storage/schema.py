@@ -231,6 +231,22 @@ mentions = Table(
 
 Index("ix_mentions_user", mentions.c.user_id, mentions.c.room_id, mentions.c.seq)
 
+# Web Push: one row per browser that asked to be notified (its push service endpoint is unique:
+# the same browser subscribing again replaces its row). chat.storage.push.
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("endpoint", String(1024), nullable=False, unique=True),
+    Column("p256dh", String(128), nullable=False),
+    Column("auth", String(64), nullable=False),
+    Column("label", String(64), nullable=False, default="", server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+Index("ix_push_subscriptions_user", push_subscriptions.c.user_id)
+
 DEFAULT_ROOMS = ("general",)
 # pg_advisory_xact_lock key serialising start-up migrations across nodes (any fixed 64-bit int).
 MIGRATION_LOCK_KEY = 0x63686174_6D696772  # "chatmigr"

@@ -23,6 +23,7 @@ from chat.storage.changes import MessageChanges
 from chat.storage.engine import create_engine
 from chat.storage.files import FileStore
 from chat.storage.notifications import Notifications
+from chat.storage.push import PushSubscriptions
 from chat.storage.rooms import Rooms
 from chat.storage.schema import MIGRATION_LOCK_KEY
 from chat.storage.sqlite.fastread import FastReads
@@ -32,7 +33,7 @@ from chat.storage.sqlite.statements import AppendStatements
 log = logging.getLogger(__name__)
 
 
-class Store(Accounts, Rooms, MessageChanges, Notifications, FileStore):
+class Store(Accounts, Rooms, MessageChanges, Notifications, FileStore, PushSubscriptions):
     """Every query the app makes, over one async engine."""
 
     def __init__(self, engine: AsyncEngine, *, history_limit: int) -> None:

@@ -1,4 +1,4 @@
-"""The account page: change the password, log out everywhere.
+"""The account page: change the password, log out everywhere, the browsers notified (Web Push).
 
 Both bump the user's session version, which every request and every upgrade compares with the
 version in the cookie, and both close the user's other open sockets on every node.
@@ -15,9 +15,11 @@ from aiohttp_session import get_session
 
 from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, STORE
+from chat.models import User
 from chat.web.auth import SESSION_ID, VERSION, require_user, session_id
 from chat.web.login import login_keys
 from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD
+from chat.web.push import forget_on_logout, forget_other_browsers, push_context
 from chat.web.render import render
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,16 @@ routes = web.RouteTableDef()
 
 @routes.get("/account", name="account")
 async def account_page(request: web.Request) -> web.Response:
-    await require_user(request)
-    return await render(request, "account.html", {"done": request.query.get("done") == "1"})
+    user = await require_user(request)
+    return await _render(request, user, {"done": request.query.get("done") == "1"})
+
+
+async def _render(
+    request: web.Request, user: User, ctx: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    """The account page, with this user's Web Push subscriptions (chat.web.push)."""
+    page = {**await push_context(request, user), **ctx}
+    return await render(request, "account.html", page, status=status)
 
 
 @routes.post("/account/password")
@@ -49,7 +59,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
         request.app[METRICS].rate_limited.labels("password_change").inc()
         retry = max(1, math.ceil(wait))
         ctx["error"] = f"Too many wrong passwords. Try again in {retry} seconds."
-        response = await render(request, "account.html", ctx, status=429)
+        response = await _render(request, user, ctx, status=429)
         response.headers["Retry-After"] = str(retry)
         return response
     if not await passwords.verify(user.password_hash, current):
@@ -68,12 +78,13 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     elif new != confirm:
         ctx["error"] = "The two new passwords do not match."
     if ctx:
-        return await render(request, "account.html", ctx, status=400)
+        return await _render(request, user, ctx, status=400)
     store = request.app[STORE]
     await store.set_password_hash(user.id, await passwords.hash(new))
     version = await store.bump_session_version(user.id)
-    # This browser stays logged in; every other session is now stale.
+    # This browser stays logged in; every other session is now stale, and no longer notified.
     (await get_session(request))[VERSION] = version
+    await forget_other_browsers(request, user.id)
     await request.app[BROKER].control(
         CloseSockets(
             "password changed: log in again",
@@ -93,6 +104,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
 async def logout_everywhere(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     await request.app[STORE].bump_session_version(user.id)
+    await forget_on_logout(request, user.id, everywhere=True)
     await request.app[BROKER].control(CloseSockets("logged out everywhere", user_id=user.id))
     session = await get_session(request)
     log.info(

@@ -16,7 +16,8 @@ from chat.errors import ChatError, InvalidName, NameTaken, Unavailable
 from chat.fanout.broker import CloseSockets
 from chat.keys import BROKER, LIMITS, METRICS, PASSWORDS, SETTINGS, STORE
 from chat.models import USERNAME_RE, USERNAME_RULE
-from chat.web.auth import SESSION_ID, WELCOME, start_session
+from chat.web import push
+from chat.web.auth import SESSION_ID, USER_ID, WELCOME, start_session
 from chat.web.passwords import MAX_PASSWORD, MIN_PASSWORD
 from chat.web.render import render
 
@@ -209,5 +210,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
         expires_ms = int((time.time() + request.app[SETTINGS].session_max_age) * 1000)
         await request.app[STORE].revoke_session(sid, expires_ms)
         await request.app[BROKER].control(CloseSockets("logged out", session_id=sid))
+    user_id = session.get(USER_ID)
+    if isinstance(user_id, int):
+        await push.forget_on_logout(request, user_id, everywhere=False)
     session.invalidate()
     raise web.HTTPFound("/login")

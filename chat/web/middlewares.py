@@ -24,9 +24,11 @@ from chat.web.render import render
 log = logging.getLogger(__name__)
 
 # No inline script or style anywhere, so the policy can be strict. 'self' covers ws(s): to us.
+# The service worker (/sw.js) and the web app manifest are our own files, named explicitly.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "connect-src 'self'; worker-src 'self'; manifest-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
