@@ -80,7 +80,7 @@ async def test_a_mention_arrives_encrypted_and_signed_and_decrypts_to_the_payloa
     endpoint = push.endpoint("alice")
     response = await browser.subscribe(client, endpoint)
     assert response.status == 200, await response.text()
-    seq = await said(bob, "hello @alice")
+    seq = await said(bob, "hello alice")  # no mention: only the notice below is pushed
     tell(app, await notice_for(app, "alice", seq))
 
     (request,) = await push.wait_for(1)
@@ -239,7 +239,7 @@ async def test_a_full_queue_drops_notices_and_counts_them(
     port = dead.sockets[0].getsockname()[1]
     try:
         await Browser().subscribe(client, f"http://127.0.0.1:{port}/push/dead")
-        seq = await said(bob, "@alice are you there")
+        seq = await said(bob, "alice, are you there")
         notice = await notice_for(app, "alice", seq)
         for _ in range(10):  # one is being sent (forever), two wait, the rest are dropped
             tell(app, notice)
