@@ -46,6 +46,12 @@ def raise_own_limit(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def most_allowed(wanted: int) -> int:
+    """How many connections of `wanted` this process's open-file limit lets it hold (the
+    server is started with the same limit), leaving room for everything else."""
+    return max(0, min(wanted, raise_own_limit(wanted + 1000) - 1000))
+
+
 def open_files_limit(pid: int) -> int | None:
     """The soft open-file limit of a process, from /proc/<pid>/limits."""
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
