@@ -42,7 +42,8 @@ export function quoteView(m, lookup) {
 export function quoteText(q) {
   if (q.state === "gone") return "Reply to a message no longer kept";
   if (q.state === "deleted") return `Reply to ${q.user}: message deleted`;
-  return `${q.user}: ${q.text}`;
+  // Only a message that carries files has no text: say so rather than quote nothing.
+  return q.text ? `${q.user}: ${q.text}` : `${q.user}: (a file)`;
 }
 
 // Up arrow in an empty composer edits this reader's last message: the seq of the newest of

@@ -36,6 +36,8 @@ test("a reply's quote follows its original: kept, edited, deleted, no longer kep
   assert.equal(edited.text, "fixed");
   const deleted = quoteView(reply, () => ({ user: "bob", text: "", deleted: true }));
   assert.equal(quoteText(deleted), "Reply to bob: message deleted");
+  // A message of files alone, with no caption, is quoted as what it is.
+  assert.equal(quoteText({ state: "kept", user: "bob", text: "" }), "bob: (a file)");
   const gone = quoteView(msg(9, { reply_to: 3, reply: null }), none);
   assert.equal(quoteText(gone), "Reply to a message no longer kept");
   assert.equal(quoteView(msg(9), none), null);
