@@ -13,7 +13,7 @@ from sqlalchemy import and_, select
 from chat.models import FileInfo, Message, Quote, Reaction
 from chat.storage.appending import file_info, quote_text
 from chat.storage.schema import files, messages, reactions, users
-from chat.storage.statements import MESSAGE_STATE
+from chat.storage.statements import FILE_COLUMNS, MESSAGE_STATE
 
 
 def page_query(room_id: int, upper: int | None, limit: int) -> Any:
@@ -47,21 +47,7 @@ def files_query(room_id: int, first: int, last: int | None = None) -> Any:
     bound = and_(files.c.room_id == room_id, files.c.seq >= first)
     if last is not None:
         bound = and_(bound, files.c.seq <= last)
-    return (
-        select(
-            files.c.id,
-            files.c.room_id,
-            files.c.uploader_id,
-            files.c.seq,
-            files.c.name,
-            files.c.size,
-            files.c.type,
-            files.c.width,
-            files.c.height,
-        )
-        .where(bound)
-        .order_by(files.c.seq, files.c.created, files.c.id)
-    )
+    return select(*FILE_COLUMNS).where(bound).order_by(files.c.seq, files.c.created, files.c.id)
 
 
 def files_by_seq(rows: Iterable[Any]) -> dict[int, tuple[FileInfo, ...]]:

@@ -90,20 +90,22 @@ REACTIONS = (
     )
     .order_by(reactions.c.seq, reactions.c.ts, reactions.c.user_id)
 )
+# A file as every read of it returns it (storage/appending.file_info turns it into a FileInfo).
+FILE_COLUMNS = (
+    files.c.id,
+    files.c.room_id,
+    files.c.uploader_id,
+    files.c.seq,
+    files.c.name,
+    files.c.size,
+    files.c.type,
+    files.c.width,
+    files.c.height,
+)
 # The files of a room's messages from seq `first` on (a history read: with the index on
 # (room_id, seq) this costs a room without files one look).
 FILES = (
-    select(
-        files.c.id,
-        files.c.room_id,
-        files.c.uploader_id,
-        files.c.seq,
-        files.c.name,
-        files.c.size,
-        files.c.type,
-        files.c.width,
-        files.c.height,
-    )
+    select(*FILE_COLUMNS)
     .where(
         and_(
             files.c.room_id
@@ -176,17 +178,7 @@ TRIM = messages.delete().where(
 # A file a new message attaches (only messages with files run these): is it there, whose, and
 # attached yet? Then, once the message's row is in, the file is the message's.
 FILE_TO_ATTACH = (
-    select(
-        files.c.id,
-        files.c.room_id,
-        files.c.uploader_id,
-        files.c.seq,
-        files.c.name,
-        files.c.size,
-        files.c.type,
-        files.c.width,
-        files.c.height,
-    )
+    select(*FILE_COLUMNS)
     .where(files.c.id == bindparam("file_id"))
     # PostgreSQL: a second message attaching the same upload at once (another tab, another
     # node) waits here, then sees it attached. (SQLite has one writer: nothing to lock.)
