@@ -143,27 +143,36 @@ class Sequencer:
         message is delivered within twice that; a message merely still on its way through
         Redis arrives before the next check and costs no read. Returns how many rooms were
         read."""
-        positions = await self.store.last_seqs(self.hub.room_names())
+        rooms = self.hub.room_names()
+        # What was delivered before the read, not after it: every seq delivered was committed
+        # before the read began, so the database is below it only if it lost it. Messages
+        # delivered while the read was on its way are newer than what it saw; taken for a
+        # database gone back, they would make the room's next frames wait FANOUT_GAP_SECONDS
+        # for a read of messages already delivered (under load, in every busy room, at every
+        # check).
+        delivered = {room: self.last.get(room) for room in rooms}
+        positions = await self.store.last_seqs(rooms)
         behind, self._behind = self._behind, {}
         read = 0
         for room, db_last in positions.items():
             last = self.last.get(room)
             if last is None:  # new: its joiner's history is where it starts
                 continue
-            if db_last < last:
+            was = delivered.get(room)
+            if was is not None and db_last < was:
                 # The database went back (restored, a failover): count from where it stands,
                 # or its next messages would be taken for duplicates. (The room's sockets are
                 # reset by chat.server.upkeep.)
                 self.last[room] = db_last
                 self._held.pop(room, None)
                 continue
-            if db_last == last:
+            if db_last <= last:
                 continue
-            was = behind.get(room)
-            if was is not None and last < was:
+            noted = behind.get(room)
+            if noted is not None and last < noted:
                 read += 1
                 log.info(
-                    "room %r: seq %d to %d were not published; reading them", room, last + 1, was
+                    "room %r: seq %d to %d were not published; reading them", room, last + 1, noted
                 )
                 await self._fill(room)
             else:

@@ -185,3 +185,33 @@ async def test_a_room_starts_where_its_first_joiner_history_ends_and_is_forgotte
         seqr.forget("random")  # nobody here any more: its frames are not this node's
         seqr.offer("random", frame(10), 10)
         assert hub.seqs() == [8, 9] and "random" not in seqr.last
+
+
+async def test_messages_delivered_during_the_position_check_are_not_taken_for_a_rewind(
+    hub: RecordingHub, seqr: Sequencer, store: Store, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load, messages keep arriving while the check reads the database: what the read saw
+    is older than them, not a database that went back."""
+    hub.register(Connection(web.WebSocketResponse(), alice, "s", queue_limit=10))
+    conn = next(iter(hub.connections.values()))
+    hub.begin_join(conn, "general")
+    hub.finish_join(conn, "general", "history", Position(0))
+    for i in range(3):
+        await store.append_message("general", alice, f"m{i}", None)
+    seqr.offer("general", frame(1), 1)
+    seqr.offer("general", frame(2), 2)
+    read = store.last_seqs
+
+    async def read_while_more_arrive(rooms: list[str]) -> dict[str, int]:
+        positions = await read(rooms)  # sees seq 3 committed
+        await store.append_message("general", alice, "m3", None)
+        seqr.offer("general", frame(3), 3)
+        seqr.offer("general", frame(4), 4)  # delivered before the read's answer is looked at
+        return positions
+
+    monkeypatch.setattr(store, "last_seqs", read_while_more_arrive)
+    assert await seqr.check_positions() == 0
+    seqr.offer("general", frame(5), 5)  # the room's next message is not held for a gap
+    assert hub.seqs() == [1, 2, 3, 4, 5]
+    await asyncio.sleep(0.15)  # three gap waits: nothing read again, nothing twice
+    assert hub.seqs() == [1, 2, 3, 4, 5]
