@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+from collections.abc import Iterable, Sequence
 
 import orjson
 from redis.asyncio import Redis
@@ -85,6 +86,75 @@ class Envelope:
         header, _, payload = data.decode().partition("\n")
         kind, origin, seq, room = header.split(" ", 3)
         return cls(kind, origin, room, None if seq == "-" else int(seq), payload)
+
+
+# A room frame waiting in a publisher's outbox: (room, seq, payload); everything else waits
+# there already encoded.
+RoomFrame = tuple[str, int | None, str]
+
+
+def encode_room_frames(origin: str, room: str, frames: Sequence[tuple[int | None, str]]) -> bytes:
+    """One room's frames as one Redis message. One frame: an "m" envelope. Several (a burst
+    queued while the last publish was on its way): a "b" header line with their count, then
+    each frame's seq and byte length on a line, then its bytes (a frame may hold anything)."""
+    if len(frames) == 1:
+        ((seq, payload),) = frames
+        return Envelope("m", origin, room, seq, payload).encode()
+    parts = [f"b {origin} {len(frames)} {room}\n".encode()]
+    for seq, payload in frames:
+        data = payload.encode()
+        parts.append(f"{'-' if seq is None else seq} {len(data)}\n".encode())
+        parts.append(data)
+    return b"".join(parts)
+
+
+def decode_room_frames(data: bytes) -> tuple[str, list[tuple[int | None, str]]]:
+    """The room and the frames of an "m" or "b" envelope (ValueError if malformed)."""
+    if data.startswith(b"m "):
+        envelope = Envelope.decode(data)
+        return envelope.room, [(envelope.seq, envelope.payload)]
+    end = data.index(b"\n")
+    _, _, count, room = data[:end].decode().split(" ", 3)
+    frames: list[tuple[int | None, str]] = []
+    at = end + 1
+    for _ in range(int(count)):
+        end = data.find(b"\n", at)
+        if end < 0:
+            raise ValueError("a frame runs past the end of the message")
+        seq, size = data[at:end].split(b" ")
+        at = end + 1 + int(size)
+        if at > len(data):
+            raise ValueError("a frame runs past the end of the message")
+        frames.append((None if seq == b"-" else int(seq), data[end + 1 : at].decode()))
+    if at != len(data):
+        raise ValueError("bytes after the last frame")
+    return room, frames
+
+
+def pack(origin: str, batch: Iterable[tuple[str, bytes | RoomFrame]]) -> list[tuple[str, bytes]]:
+    """What a publisher sends for a batch taken from its outbox: each room's consecutive frames
+    as one message, in the order of its first frame. Anything else (a control event, a
+    signal) keeps its place: no frame moves across it, so a member removed by a control event
+    is not sent a message that followed the removal."""
+    out: list[tuple[str, bytes]] = []
+    rooms: dict[str, tuple[str, list[tuple[int | None, str]]]] = {}
+
+    def close() -> None:
+        out.extend(
+            (channel, encode_room_frames(origin, room, frames))
+            for channel, (room, frames) in rooms.items()
+        )
+        rooms.clear()
+
+    for channel, item in batch:
+        if isinstance(item, bytes):
+            close()
+            out.append((channel, item))
+        else:
+            room, seq, payload = item
+            rooms.setdefault(channel, (room, []))[1].append((seq, payload))
+    close()
+    return out
 
 
 def control_envelope(origin: str, event: CloseSockets) -> Envelope:

@@ -42,6 +42,7 @@ from chat.fanout.envelope import (
     Envelope,
     control_envelope,
     control_event,
+    decode_room_frames,
     redis_client,
 )
 from chat.fanout.sequencer import Sequencer
@@ -71,6 +72,8 @@ class RedisBroker:
         self.channel = f"{settings.redis_prefix}:control"
         # Frames from this very process come back from Redis too; they were delivered already.
         self.origin = f"{settings.node_id}.{secrets.token_hex(4)}"
+        # How this node's own room frames start, to drop them before decoding anything.
+        self._own = (f"m {self.origin} ".encode(), f"b {self.origin} ".encode())
         self.sequencer = Sequencer(
             hub, store, gap_wait=settings.fanout_gap_seconds, hold_limit=settings.send_queue_size
         )
@@ -142,8 +145,7 @@ class RedisBroker:
 
     def publish(self, room: str, payload: str, seq: int | None = None) -> None:
         self.sequencer.offer(room, payload, seq)
-        envelope = Envelope("m", self.origin, room, seq, payload)
-        self.shard_of(room).send(self.room_channel(room), envelope.encode())
+        self.shard_of(room).send(self.room_channel(room), (room, seq, payload))
 
     async def control(self, event: CloseSockets) -> None:
         apply_control(self.hub, event)
@@ -221,6 +223,20 @@ class RedisBroker:
         return [self.room_channel(r) for r in self.rooms if self.ring(r) == index]
 
     def _received(self, shard: Shard, data: bytes) -> None:
+        if data.startswith(self._own):
+            return
+        if data.startswith((b"m ", b"b ")):
+            try:
+                room, frames = decode_room_frames(data)
+            except ValueError:
+                self._malformed(shard, data)
+                return
+            self.hub.stats.frames_heard += len(frames)
+            shard.frames_heard += len(frames)
+            offer = self.sequencer.offer
+            for seq, payload in frames:
+                offer(room, payload, seq)
+            return
         try:
             envelope = Envelope.decode(data)
             event = control_event(envelope) if envelope.kind == "c" else None
@@ -228,21 +244,20 @@ class RedisBroker:
             if envelope.kind == "s" and not isinstance(body, dict):
                 raise ValueError("a signal is a JSON object")
         except (ValueError, KeyError, TypeError):
-            # Not from a node of ours (or from a newer version): never let it stop the loop.
-            log.error("ignored a malformed frame from redis %s: %r", shard.name, data[:80])
+            self._malformed(shard, data)
             return
         if envelope.origin == self.origin:
             return
-        if envelope.kind == "m":
-            self.hub.stats.frames_heard += 1
-            shard.frames_heard += 1
-            self.sequencer.offer(envelope.room, envelope.payload, envelope.seq)
-        elif event is not None:
+        if event is not None:
             apply_control(self.hub, event)
         elif body is not None:
             self.signals.dispatch(envelope.room, body)
         elif envelope.kind == "r":
             shard.resync()
+
+    def _malformed(self, shard: Shard, data: bytes) -> None:
+        # Not from a node of ours (or from a newer version): never let it stop the loop.
+        log.error("ignored a malformed frame from redis %s: %r", shard.name, data[:80])
 
     async def _catch_up(self, shard: Shard) -> None:
         """Read from the database what the rooms this server carries missed."""

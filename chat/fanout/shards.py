@@ -33,7 +33,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from chat.environment import redis_server_name as server_name
-from chat.fanout.envelope import Backoff, Envelope
+from chat.fanout.envelope import Backoff, Envelope, RoomFrame, pack
 from chat.fanout.envelope import text as _text
 from chat.settings import Settings
 
@@ -103,7 +103,7 @@ class Shard:
         self._channels = channels
         self._received = received
         self._catch_up = catch_up
-        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox: deque[tuple[str, bytes | RoomFrame]] = deque()
         self._outbox_ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._resync_needed = False
@@ -116,6 +116,7 @@ class Shard:
         # Set while the subscriber is subscribed (tests, /readyz and the metrics read it).
         self.subscribed = asyncio.Event()
         self.frames_heard = 0  # room frames from other nodes, through this server
+        self._heard = 0.0  # when the subscriber last heard anything (loop time)
 
     def start(self) -> None:
         self._tasks = [
@@ -140,7 +141,9 @@ class Shard:
 
     # --- publishing ---
 
-    def send(self, channel: str, data: bytes) -> None:
+    def send(self, channel: str, data: bytes | RoomFrame) -> None:
+        """Queue an encoded envelope, or a room's frame (sent with the room's other frames
+        queued meanwhile, as one message: chat.fanout.envelope.pack)."""
         if len(self._outbox) >= self.settings.publish_queue_size:
             # This server is down or too slow: drop the oldest; nodes re-read it from the database.
             self._outbox.popleft()
@@ -156,8 +159,11 @@ class Shard:
                 self._drained.set()
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
-            batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
+            taken = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
+            batch = pack(self.origin, taken)
             if self._resync_needed:
+                # Cleared now, so a frame dropped while this batch is on its way asks again.
+                self._resync_needed = False
                 # On this server's own control channel: only its rooms lost frames.
                 batch.append((self.control, Envelope("r", self.origin).encode()))
             try:
@@ -171,8 +177,6 @@ class Shard:
                 self._resync_needed = True
                 await backoff.failed(exc)
                 continue
-            if batch[-1][1].startswith(b"r "):
-                self._resync_needed = False
             backoff.succeeded()
 
     # --- subscribing ---
@@ -237,26 +241,46 @@ class Shard:
                         return
 
     async def _listen(self, pubsub: PubSub) -> None:
-        """Feed the broker; ping when idle, so a silently dead connection is noticed too."""
+        """Feed the broker until the connection fails or falls silent (`_watch`)."""
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
+        reader = asyncio.create_task(self._read(pubsub), name=f"redis-reader-{self.index}")
+        watch = asyncio.create_task(self._watch(pubsub), name=f"redis-watch-{self.index}")
+        try:
+            done, _ = await asyncio.wait({reader, watch}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it
+        finally:
+            for task in (reader, watch):
+                task.cancel()
+            await asyncio.gather(reader, watch, return_exceptions=True)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        # Without a timeout: a timed read costs a timer per message, and a cancellation that
+        # lands in one can be taken for its timeout (see `stop`). Silence is `_watch`'s.
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            msg = await pubsub.get_message(timeout=None)
+            if msg is None:
+                continue
+            self._heard = loop.time()
+            if msg["type"] == "message":
+                self._received(self, msg["data"])
+            elif msg["type"] == "subscribe":
+                self._confirm(_text(msg["channel"]))
+
+    async def _watch(self, pubsub: PubSub) -> None:
+        """Ping when nothing was heard for a heartbeat, so a silently dead connection is noticed
+        too: raise after three heartbeats without a word."""
         beat = self.settings.presence_heartbeat_seconds
         loop = asyncio.get_running_loop()
-        heard = loop.time()
-        pinged = False
-        while not self._stopping:
-            msg = await pubsub.get_message(timeout=beat)
-            now = loop.time()
-            if msg is not None:
-                heard, pinged = now, False
-                if msg["type"] == "message":
-                    self._received(self, msg["data"])
-                elif msg["type"] == "subscribe":
-                    self._confirm(_text(msg["channel"]))
-                continue
-            if now - heard >= 3 * beat:
-                raise ConnectionError(f"no answer from redis for {now - heard:.1f} s")
-            if not pinged:
+        while True:
+            await asyncio.sleep(beat)
+            silent = loop.time() - self._heard
+            if silent >= 3 * beat:
+                raise ConnectionError(f"no answer from redis for {silent:.1f} s")
+            if silent >= beat:
                 await pubsub.ping()
-                pinged = True
 
     def _confirm(self, channel: str) -> None:
         confirmed = self._confirming.pop(channel, None)

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from chat.fanout.broker import CloseSockets
+from chat.fanout.envelope import decode_room_frames, encode_room_frames, pack
 from chat.fanout.redis_broker import (
     Envelope,
     RedisBroker,
@@ -117,3 +119,67 @@ async def publish(broker: RedisBroker, store: Store, user: User, text: str) -> N
     """What the /ws handler does with a chat message: commit, then publish."""
     message, _ = await store.append_message("general", user, text, None)
     broker.publish("general", chat_frame(message), message.seq)
+
+
+def test_a_rooms_frames_travel_together_whatever_they_hold() -> None:
+    frames: list[tuple[int | None, str]] = [
+        (7, '{"text": "two\\nlines"}'),
+        (
+            None,
+            "a raw\nnewline, 12 34\n",
+        ),  # a frame may hold anything, even what looks like a header
+        (8, "Grüße, 🎉"),
+    ]
+    data = encode_room_frames("node-a.1", "dev ops", frames)
+    assert decode_room_frames(data) == ("dev ops", frames)
+    assert decode_room_frames(encode_room_frames("n", "r", frames[:1])) == ("r", frames[:1])
+    for broken in (data[:-1], data + b"x", data.replace(b" 3 dev", b" 4 dev")):
+        with pytest.raises(ValueError, match=r"past the end|after the last frame"):
+            decode_room_frames(broken)
+
+
+def test_frames_are_packed_per_room_and_never_across_a_control_event() -> None:
+    control = control_envelope("n", CloseSockets("removed", user_id=1, room="a")).encode()
+    batch: list[tuple[str, bytes | tuple[str, int | None, str]]] = [
+        ("ch:a", ("a", 1, "a1")),
+        ("ch:b", ("b", 1, "b1")),
+        ("ch:a", ("a", 2, "a2")),
+        ("control", control),
+        ("ch:a", ("a", 3, "a3")),
+    ]
+    sent = pack("n", batch)
+    assert [channel for channel, _ in sent] == ["ch:a", "ch:b", "control", "ch:a"]
+    assert [decode_room_frames(data)[1] for _, data in sent if data != control] == [
+        [(1, "a1"), (2, "a2")],
+        [(1, "b1")],
+        [(3, "a3")],
+    ]
+
+
+async def test_a_burst_in_a_room_is_one_publish_and_every_frame_arrives_in_order(
+    settings: Settings, store: Store, redis_server: RedisServer
+) -> None:
+    alice = await store.create_user("alice", "not-a-real-hash")
+    here, there = RecordingHub(), RecordingHub()
+    a = await start_broker(here, store, settings)
+    b = await start_broker(there, store, settings)
+    redis = Redis.from_url(redis_server.url)
+    try:
+        await until(lambda: a.shards[0].subscribed.is_set())
+        messages = [await store.append_message("general", alice, f"m{i}", None) for i in range(30)]
+        await redis.config_resetstat()
+        for message, _ in messages:  # one burst: nothing awaited in between
+            a.publish("general", chat_frame(message), message.seq)
+        a.publish("general", '{"type": "typing"}')
+        await until(lambda: len(there.delivered) == 31)
+        assert there.seqs() == [*range(1, 31), None]
+        assert [payload for _, _, payload in there.delivered[:30]] == [
+            chat_frame(m) for m, _ in messages
+        ]
+        publishes = (await redis.info("commandstats"))["cmdstat_publish"]["calls"]
+        assert publishes == 1
+        assert b.shards[0].frames_heard == 31
+    finally:
+        await redis.aclose()
+        await stop_broker(a)
+        await stop_broker(b)
