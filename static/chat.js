@@ -114,6 +114,7 @@ import { createNotifier, createTitleCount } from "./notify.js";
   socket = createRoomSocket({
     root, room, me, proto, timeline, people, renderer, composer,
     onNotify: (frame) => notifier.onNotify(frame),
+    onLevel: (frame) => notifier.onLevel(frame),
     elements: {
       statusEl: byId("status"), retry: byId("retry"), form, input, typingEl, peopleEl,
       peopleCount, peopleStale, endedBox: byId("ended"),

@@ -126,11 +126,18 @@ export function createNotifier({ room, me, jump, titleCount, elements }) {
     });
   }
 
+  // Set in another tab, or on another device: this page shows it too.
+  function onLevel(frame) {
+    if (!levelSelect || levelSelect.value === frame.level) return;
+    levelSelect.value = frame.level;
+    if (levelStatus) levelStatus.textContent = "Changed elsewhere";
+  }
+
   // Opened at a message (a notification's link): show it.
   function openTarget() {
     const seq = targetSeq(location.hash);
     if (seq !== null) jump(seq);
   }
 
-  return { onNotify, openTarget, highlight: (li) => highlightMentions(li, me) };
+  return { onNotify, onLevel, openTarget, highlight: (li) => highlightMentions(li, me) };
 }

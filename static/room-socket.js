@@ -15,6 +15,7 @@ import { endedMessage } from "./text.js";
 export function createRoomSocket(ctx) {
   const { root, room, me, proto, elements, timeline, people, renderer, composer } = ctx;
   const onNotify = ctx.onNotify || (() => {});
+  const onLevel = ctx.onLevel || (() => {});
   const { statusEl, retry, form, input, typingEl, peopleEl, peopleCount, peopleStale } = elements;
   const { applyState, regroup } = renderer;
   let ws = null;
@@ -241,6 +242,9 @@ export function createRoomSocket(ctx) {
         break;
       case "receipt":
         timeline.setReadMarker(frame.user, frame.seq);
+        break;
+      case "level": // this room's notification level, set in another tab
+        onLevel(frame);
         break;
       case "update":
         switch (proto.update(frame)) {

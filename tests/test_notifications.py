@@ -15,7 +15,7 @@ from aiohttp import ClientWebSocketResponse, web
 from chat.keys import CONVERSATIONS, NOTICE_SINKS, STORE
 from chat.notify.notice import Notice
 from tests.conftest import ClientFactory
-from tests.helpers import Client, chat, create_room, join, post_form, receive, send
+from tests.helpers import Client, chat, create_room, join, post_form, receive, receive_type, send
 
 
 class Recorder:
@@ -141,6 +141,28 @@ async def test_ordinary_messages_follow_each_persons_level(
         await settled(app)
         assert [f["seq"] for f in await notifies(b)] == [named["seq"]]
     assert recorder.told(bob_id) == [(loud["seq"], "message"), (named["seq"], "mention")]
+
+
+async def test_a_level_set_in_one_tab_reaches_the_persons_other_tabs_only(
+    client: Client, bob: Client
+) -> None:
+    async with (
+        client.ws_connect("/ws") as lobby,
+        client.ws_connect("/ws") as room_tab,
+        bob.ws_connect("/ws") as b,
+    ):
+        await join(room_tab, "general")
+        await join(b, "general")
+        await set_level(client, "general", "all")
+        for tab in (lobby, room_tab):
+            frame = await receive_type(tab, "level")
+            assert frame == {"type": "level", "room": "general", "level": "all"}
+        # Nothing for bob (after a round trip: nothing in flight), whose level is his own.
+        await send(b, type="typing", room="nowhere", typing=True)
+        while (frame := await receive(b))["type"] != "error":
+            assert frame["type"] != "level"
+    page = await (await client.get("/rooms/general")).text()
+    assert 'value="all" selected' in page
 
 
 async def test_a_bad_level_is_refused(client: Client) -> None:

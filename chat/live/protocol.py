@@ -352,6 +352,12 @@ def typing_frame(room: str, user: str, typing: bool) -> str:
     return _dump({"type": "typing", "room": room, "user": user, "typing": typing})
 
 
+def level_frame(room: str, level: str) -> str:
+    """`level`: the reader's notification level of `room` is now `level` (set in another tab,
+    say), on every socket of theirs."""
+    return _dump({"type": "level", "room": room, "level": level})
+
+
 def receipt_frame(room: str, user: str, seq: int) -> str:
     return _dump({"type": "receipt", "room": room, "user": user, "seq": seq})
 

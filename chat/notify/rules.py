@@ -20,7 +20,8 @@ from collections import deque
 from aiohttp import web
 
 from chat.errors import Forbidden, TooMany
-from chat.keys import BROKER, METRICS, NOTICE_SINKS, PRESENCE, SETTINGS, STORE
+from chat.keys import BROKER, HUB, METRICS, NOTICE_SINKS, PRESENCE, SETTINGS, STORE
+from chat.live import protocol
 from chat.models import Message, Room, User
 from chat.notify import mentions
 from chat.notify.levels import ALL, NOTHING, Level, Loudness, level_of
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 QUIET_MEMORY_SECONDS = 60.0
 # Messages of one room waiting for the rules; beyond this (the database far behind), dropped.
 MAX_QUEUED = 1000
-# The broker signal that a level changed somewhere: {"room": name}.
+# The broker signal that someone set a level: {"room": name, "user_id": id, "level": level}.
 LEVELS_SIGNAL = "notify-levels"
 
 
@@ -133,13 +134,23 @@ class Notifier:
 
     async def set_level(self, room: Room, user: User, level: Level) -> None:
         await self.store.set_notification_level(room, user, level)
-        if level == ALL:  # only "every message" makes a quiet room loud
-            self.broker.signal(LEVELS_SIGNAL, {"room": room.name})
+        # Every node: the person's other tabs show the new level, and a room someone set to
+        # "every message" is quiet no more.
+        self.broker.signal(LEVELS_SIGNAL, {"room": room.name, "user_id": user.id, "level": level})
 
     def _level_changed(self, body: dict[str, object]) -> None:
-        room = body.get("room")
-        if isinstance(room, str):
+        room, user_id, level = body.get("room"), body.get("user_id"), body.get("level")
+        if not isinstance(room, str):
+            return
+        if level == ALL or level is None:  # None: from a node that signalled only "all"
             self.loudness.changed(room)
+        if isinstance(user_id, int) and isinstance(level, str):
+            hub = self.app[HUB]
+            frame = None
+            for conn in hub.of_user(user_id):
+                frame = frame or protocol.level_frame(room, level)
+                conn.send(frame)
+            hub.write_now()
 
     # --- off the message path ---
 

@@ -10,15 +10,20 @@ from dataclasses import dataclass
 from typing import IO
 
 from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chat.models import FileInfo
 from chat.storage.base import StoreBase
-from chat.storage.schema import file_chunks, files, rooms
+from chat.storage.schema import file_chunks, files, rooms, users
 from chat.storage.statements import now_ms
 
 # The bytes of one chunk row: a download streams this much at a time.
 CHUNK_BYTES = 256 * 1024
 FILE, THUMB = 0, 1  # the parts of a file
+
+
+class _OverQuota(Exception):
+    """The upload would take its uploader past the quota (see `save_upload`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +46,34 @@ class FileStore(StoreBase):
         uploader_id: int,
         body: IO[bytes],
         thumb: bytes | None,
+        quota_bytes: int,
+    ) -> bool:
+        """Store an upload (not attached yet) and its chunks, in one transaction, unless it
+        would take the uploader past `quota_bytes`: then store nothing and return False.
+
+        Checked in the transaction that stores it, so that uploads made at once (several tabs,
+        several nodes) cannot each pass a check made before the others were stored: on
+        PostgreSQL the uploader's row is locked first; SQLite has one writer at a time, and
+        the insert takes it before the sum is read."""
+        try:
+            await self._save_upload(info, room_id, uploader_id, body, thumb, quota_bytes)
+        except _OverQuota:
+            return False
+        return True
+
+    async def _save_upload(
+        self,
+        info: FileInfo,
+        room_id: int,
+        uploader_id: int,
+        body: IO[bytes],
+        thumb: bytes | None,
+        quota_bytes: int,
     ) -> None:
-        """Store an upload (not attached yet) and its chunks, in one transaction."""
         async with self._write() as conn:
+            await conn.execute(
+                select(users.c.id).where(users.c.id == uploader_id).with_for_update()
+            )
             await conn.execute(
                 insert(files).values(
                     id=info.id,
@@ -58,6 +88,8 @@ class FileStore(StoreBase):
                     created=now_ms(),
                 )
             )
+            if await self._stored_bytes(conn, uploader_id) > quota_bytes:
+                raise _OverQuota  # rolls the transaction back
             body.seek(0)
             idx = 0
             while chunk := body.read(CHUNK_BYTES):
@@ -115,11 +147,15 @@ class FileStore(StoreBase):
 
     async def stored_bytes(self, user_id: int) -> int:
         """What the user's files take (attached or not): the quota counts this."""
+        async with self.engine.connect() as conn:
+            return await self._stored_bytes(conn, user_id)
+
+    @staticmethod
+    async def _stored_bytes(conn: AsyncConnection, user_id: int) -> int:
         query = select(func.coalesce(func.sum(files.c.size), 0)).where(
             files.c.uploader_id == user_id
         )
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return int((await conn.execute(query)).scalar_one())
 
     async def prune_uploads(self, *, older_than: int) -> int:
         """Delete the uploads never attached to a message, uploaded before `older_than` (ms);

@@ -131,13 +131,16 @@ async def _upload(request: web.Request) -> FileInfo:
             processed.height,
         )
         with processed.body:
-            await store.save_upload(
+            stored = await store.save_upload(
                 info,
                 room_id=room.id,
                 uploader_id=user.id,
                 body=processed.body,
                 thumb=processed.thumb,
+                quota_bytes=settings.upload_quota_bytes,
             )
+        if not stored:  # uploads made at the same time took the room left
+            raise TooLarge(quota)
     log.info(
         "%s uploaded %s (%s, %d bytes) to #%s", user.username, info.id, info.type, info.size, name
     )

@@ -110,9 +110,16 @@ def test_a_hidden_tab_is_told_of_a_mention_and_not_of_an_ordinary_message(
     b.evaluate("window.__setHidden(false)")
     expect(b).to_have_title(title)
 
-    # Every message, chosen on the page and saved without a reload.
+    # Every message, chosen on the page and saved without a reload; bob's other tab of the room
+    # shows the new level too, without a reload.
+    other = bob.new_page()
+    other.goto("/rooms/general")
+    expect(other.locator("#room")).to_have_attribute("data-joined", "true")
     b.locator("#notify-level-select").select_option("all")
     expect(b.locator("#notify-level-status")).to_have_text("Saved")
+    expect(other.locator("#notify-level-select")).to_have_value("all")
+    expect(other.locator("#notify-level-status")).to_have_text("Changed elsewhere")
+    other.close()
     b.evaluate("window.__setHidden(true)")
     say(a, "another ordinary one")
     wait_shown(b, 2)

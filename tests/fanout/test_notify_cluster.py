@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.cluster import Browser, Cluster, Node
-from tests.helpers import join, post_form, receive, send
+from tests.helpers import join, post_form, receive, receive_type, send
 
 pytestmark = [pytest.mark.redis]
 
@@ -63,6 +63,7 @@ async def test_one_notice_per_message_and_recipient_on_two_nodes(
         bob.ws(a) as bob_on_a,
         bob.ws(b) as bob_on_b,
         carol.ws(b) as wc,
+        carol.ws(a) as carol_on_a,
     ):
         await join(wa, "general")
         # Node a finds #general quiet (nobody at "every message") and remembers it.
@@ -72,6 +73,8 @@ async def test_one_notice_per_message_and_recipient_on_two_nodes(
             carol.client, "/rooms/general/notifications", {"level": "all"}, page="/rooms/general"
         )
         assert response.status == 303
+        # Her tab on the other node shows the new level too.
+        assert (await receive_type(carol_on_a, "level"))["level"] == "all"
         await asyncio.sleep(1.0)  # the signal crosses Redis in milliseconds
         # No "@" in it: node a tells carol only if it forgot that #general was quiet.
         plain = await say(alice, wa, "nothing special")

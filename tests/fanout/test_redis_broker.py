@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from chat.live.protocol import chat_frame
 from chat.models import User
 from chat.settings import Settings
 from chat.storage.store import Store
-from tests.conftest import make_settings
+from tests.fanout.brokers import fast_settings, opened_store, until
 from tests.fanout.test_sequencer import RecordingHub
 from tests.servers import RedisServer
 
@@ -32,25 +32,13 @@ pytestmark = [pytest.mark.redis]
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str, redis_prefix: str) -> Settings:
-    return make_settings(
-        tmp_path,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        PRESENCE_TTL_SECONDS="2",
-        PRESENCE_HEARTBEAT_SECONDS="0.3",
-        REDIS_BACKOFF_MAX_SECONDS="0.3",
-        REDIS_TIMEOUT_SECONDS="0.5",
-        FANOUT_GAP_SECONDS="0.1",
-    )
+    return fast_settings(tmp_path, redis_url, redis_prefix, PRESENCE_TTL_SECONDS="2")
 
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.database_url, history_limit=50)
-    try:
+    async with opened_store(settings) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def start_broker(hub: Hub, store: Store, settings: Settings) -> RedisBroker:
@@ -65,12 +53,6 @@ async def start_broker(hub: Hub, store: Store, settings: Settings) -> RedisBroke
 
 async def stop_broker(broker: RedisBroker) -> None:
     await broker.stop()
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 async def test_a_frozen_redis_is_noticed_and_what_it_missed_arrives_once(

@@ -19,8 +19,7 @@ from chat.live.protocol import chat_frame
 from chat.models import User
 from chat.settings import Settings
 from chat.storage.store import Store
-from tests.conftest import make_settings
-from tests.fanout.test_redis_broker import until
+from tests.fanout.brokers import fast_settings, opened_store, until
 from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.redis]
@@ -28,26 +27,13 @@ pytestmark = [pytest.mark.redis]
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str, redis_prefix: str) -> Settings:
-    return make_settings(
-        tmp_path,
-        REDIS_URL=redis_url,
-        REDIS_PREFIX=redis_prefix,
-        REDIS_BACKOFF_MAX_SECONDS="0.3",
-        REDIS_TIMEOUT_SECONDS="0.5",
-        FANOUT_GAP_SECONDS="0.1",
-        PRESENCE_HEARTBEAT_SECONDS="0.3",
-        ROOM_UNSUBSCRIBE_SECONDS="0.3",
-    )
+    return fast_settings(tmp_path, redis_url, redis_prefix, ROOM_UNSUBSCRIBE_SECONDS="0.3")
 
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.database_url, history_limit=50)
-    await store.create_room("random", creator_id=None)
-    try:
+    async with opened_store(settings, ["random"]) as store:
         yield store
-    finally:
-        await store.close()
 
 
 class Node:

@@ -25,7 +25,7 @@ from chat.settings import Settings
 from chat.storage.store import Store
 from tests.cluster import ROOT, Cluster
 from tests.conftest import make_settings
-from tests.fanout.test_redis_broker import until
+from tests.fanout.brokers import fast_settings, opened_store, until
 from tests.fanout.test_room_routing import Node, publish
 from tests.helpers import create_room, join, receive_type, send
 from tests.servers import RedisServer
@@ -76,16 +76,7 @@ def test_redis_url_lists_servers_each_once(tmp_path: Path) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, two_redis_url: str, redis_prefix: str) -> Settings:
-    return make_settings(
-        tmp_path,
-        REDIS_URL=two_redis_url,
-        REDIS_PREFIX=redis_prefix,
-        REDIS_BACKOFF_MAX_SECONDS="0.3",
-        REDIS_TIMEOUT_SECONDS="0.5",
-        FANOUT_GAP_SECONDS="0.1",
-        PRESENCE_HEARTBEAT_SECONDS="0.3",
-        ROOM_UNSUBSCRIBE_SECONDS="0.3",
-    )
+    return fast_settings(tmp_path, two_redis_url, redis_prefix, ROOM_UNSUBSCRIBE_SECONDS="0.3")
 
 
 def rooms_on(settings: Settings, index: int, count: int) -> list[str]:
@@ -96,14 +87,9 @@ def rooms_on(settings: Settings, index: int, count: int) -> list[str]:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.database_url, history_limit=50)
-    for index in (0, 1):
-        for room in rooms_on(settings, index, 2):
-            await store.create_room(room, creator_id=None)
-    try:
+    rooms = [room for index in (0, 1) for room in rooms_on(settings, index, 2)]
+    async with opened_store(settings, rooms) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

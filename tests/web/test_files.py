@@ -4,6 +4,7 @@ long as their message."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
 from typing import IO, Any
@@ -209,6 +210,17 @@ async def test_the_quota_counts_what_is_stored(client: Client) -> None:
     response = await upload(client, noise, "n.bin")
     assert response.status == 413
     assert "of the 0.2 MB you may store" in (await response.json())["message"]
+
+
+async def test_uploads_made_at_once_cannot_pass_the_quota_together(client: Client) -> None:
+    """Four tabs upload at the same moment: three files fit the quota, not all four."""
+    noise = bytes(range(256)) * 240  # 60 KiB
+    responses = await asyncio.gather(*(upload(client, noise, f"n{i}.bin") for i in range(4)))
+    assert sorted(r.status for r in responses) == [201, 201, 201, 413]
+    refused = next(r for r in responses if r.status == 413)
+    assert "of the 0.2 MB you may store" in (await refused.json())["message"]
+    # What the three stored take is what counts: the next upload that fits is taken.
+    await uploaded(client, b"x" * 1024, "small.txt")
 
 
 async def test_uploads_are_rate_limited(bob: Client) -> None:
