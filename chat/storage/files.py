@@ -56,57 +56,46 @@ class FileStore(StoreBase):
         PostgreSQL the uploader's row is locked first; SQLite has one writer at a time, and
         the insert takes it before the sum is read."""
         try:
-            await self._save_upload(info, room_id, uploader_id, body, thumb, quota_bytes)
+            async with self._write() as conn:
+                await conn.execute(
+                    select(users.c.id).where(users.c.id == uploader_id).with_for_update()
+                )
+                await conn.execute(
+                    insert(files).values(
+                        id=info.id,
+                        room_id=room_id,
+                        uploader_id=uploader_id,
+                        seq=None,
+                        name=info.name,
+                        size=info.size,
+                        type=info.type,
+                        width=info.width,
+                        height=info.height,
+                        created=now_ms(),
+                    )
+                )
+                if await self._stored_bytes(conn, uploader_id) > quota_bytes:
+                    raise _OverQuota  # rolls the transaction back
+                body.seek(0)
+                idx = 0
+                while chunk := body.read(CHUNK_BYTES):
+                    await conn.execute(
+                        insert(file_chunks).values(file_id=info.id, part=FILE, idx=idx, data=chunk)
+                    )
+                    idx += 1
+                if thumb is not None:
+                    for idx, start in enumerate(range(0, len(thumb), CHUNK_BYTES)):
+                        await conn.execute(
+                            insert(file_chunks).values(
+                                file_id=info.id,
+                                part=THUMB,
+                                idx=idx,
+                                data=thumb[start : start + CHUNK_BYTES],
+                            )
+                        )
         except _OverQuota:
             return False
         return True
-
-    async def _save_upload(
-        self,
-        info: FileInfo,
-        room_id: int,
-        uploader_id: int,
-        body: IO[bytes],
-        thumb: bytes | None,
-        quota_bytes: int,
-    ) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                select(users.c.id).where(users.c.id == uploader_id).with_for_update()
-            )
-            await conn.execute(
-                insert(files).values(
-                    id=info.id,
-                    room_id=room_id,
-                    uploader_id=uploader_id,
-                    seq=None,
-                    name=info.name,
-                    size=info.size,
-                    type=info.type,
-                    width=info.width,
-                    height=info.height,
-                    created=now_ms(),
-                )
-            )
-            if await self._stored_bytes(conn, uploader_id) > quota_bytes:
-                raise _OverQuota  # rolls the transaction back
-            body.seek(0)
-            idx = 0
-            while chunk := body.read(CHUNK_BYTES):
-                await conn.execute(
-                    insert(file_chunks).values(file_id=info.id, part=FILE, idx=idx, data=chunk)
-                )
-                idx += 1
-            if thumb is not None:
-                for idx, start in enumerate(range(0, len(thumb), CHUNK_BYTES)):
-                    await conn.execute(
-                        insert(file_chunks).values(
-                            file_id=info.id,
-                            part=THUMB,
-                            idx=idx,
-                            data=thumb[start : start + CHUNK_BYTES],
-                        )
-                    )
 
     async def stored_file(self, file_id: str) -> StoredFile | None:
         thumb_size = (
