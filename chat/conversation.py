@@ -34,6 +34,7 @@ from chat.keys import BROKER, HUB, LIMITS, METRICS, PRESENCE, SETTINGS, STORE
 from chat.live import protocol
 from chat.live.connection import Connection
 from chat.live.protocol import Chat, ClientFrame, Delete, Edit, Join, Leave, React, Read, Typing
+from chat.notify.levels import level_of
 from chat.notify.mentions import mentions_here
 from chat.notify.rules import Notifier
 from chat.ratelimit import TokenBuckets
@@ -258,6 +259,11 @@ class SocketSession:
         # Read markers ride along so a (re)joining page can draw "seen by N" without a gap.
         read = await self.store.read_markers(room)
         conn.send(protocol.presence_frame(room, users, read, count=count))
+        if frame.since is not None:
+            # A page coming back: its notification level may have been set elsewhere while it
+            # was away, which a fresh page load would show (a live page hears `level` frames).
+            chosen = await self.store.notification_level(found, conn.user)
+            conn.send(protocol.level_frame(room, level_of(chosen, found.is_direct)))
 
     async def leave(self, frame: Leave) -> None:
         if not self.hub.leave(self.conn, frame.room):

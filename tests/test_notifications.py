@@ -165,6 +165,16 @@ async def test_a_level_set_in_one_tab_reaches_the_persons_other_tabs_only(
     assert 'value="all" selected' in page
 
 
+async def test_a_tab_that_was_away_learns_the_level_set_meanwhile(client: Client) -> None:
+    async with client.ws_connect("/ws") as tab:
+        history = await join(tab, "general")
+    await set_level(client, "general", "nothing")  # in another tab, while this one was away
+    async with client.ws_connect("/ws") as tab:
+        await send(tab, type="join", room="general", since=history["last_seq"])
+        frame = await receive_type(tab, "level")
+        assert frame == {"type": "level", "room": "general", "level": "nothing"}
+
+
 async def test_a_bad_level_is_refused(client: Client) -> None:
     response = await post_form(
         client, "/rooms/general/notifications", {"level": "loud"}, page="/rooms/general"
