@@ -21,6 +21,25 @@ T = TypeVar("T")
 LOG_EVERY_SECONDS = 60.0
 
 
+class RareWarning:
+    """Counts what keeps going wrong (a full queue, a push service that is down) so that it is
+    logged at most once every `every` seconds, with how many times since the last line."""
+
+    def __init__(self, every: float = LOG_EVERY_SECONDS) -> None:
+        self.every = every
+        self._since = 0
+        self._last = -every
+
+    def count(self) -> int | None:
+        """Count one more; how many to report now, or None while the last line is too recent."""
+        self._since += 1
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return None
+        since, self._since, self._last = self._since, 0, now
+        return since
+
+
 class WorkQueue(Generic[T]):
     def __init__(
         self,
@@ -37,8 +56,7 @@ class WorkQueue(Generic[T]):
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._dropped = dropped
-        self._dropped_since_log = 0
-        self._last_log = -LOG_EVERY_SECONDS
+        self._drops = RareWarning()
 
     def put(self, item: T) -> bool:
         """Queue `item` without waiting; False (and counted) when the queue is full."""
@@ -46,18 +64,15 @@ class WorkQueue(Generic[T]):
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._dropped.inc()
-            self._dropped_since_log += 1
-            now = time.monotonic()
-            if now - self._last_log >= LOG_EVERY_SECONDS:
+            dropped = self._drops.count()
+            if dropped is not None:
                 log.warning(
                     "%s queue full (%d): dropped %d since the last warning",
                     self.name,
                     self._queue.maxsize,
-                    self._dropped_since_log,
+                    dropped,
                     extra={"event": "queue_full", "queue": self.name},
                 )
-                self._last_log = now
-                self._dropped_since_log = 0
             return False
         return True
 

@@ -15,7 +15,6 @@ import asyncio
 import base64
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,7 +28,7 @@ from prometheus_client import Counter
 from chat.errors import ChatError
 from chat.keys import METRICS, NOTICE_SINKS, SETTINGS, STORE, VAPID
 from chat.notify.notice import Notice, Reason
-from chat.notify.queue import WorkQueue
+from chat.notify.queue import RareWarning, WorkQueue
 from chat.notify.vapid import Vapid, encrypt
 from chat.settings import Settings
 from chat.storage.push import PushSubscription
@@ -108,8 +107,8 @@ class WebPushSink:
         self._http = http
         self._requests = metrics["requests"]
         self._skipped = metrics["skipped"]
-        self._failed_since_log = 0
-        self._last_failure_log = -FAILURE_LOG_SECONDS
+        # At most a line a minute: a push service that is down fails every push.
+        self._failures = RareWarning(FAILURE_LOG_SECONDS)
         self.queue: WorkQueue[Notice] = WorkQueue(
             "web-push",
             self._deliver,
@@ -184,19 +183,15 @@ class WebPushSink:
             self._requests.labels("retried").inc()
             await asyncio.sleep(retry_delay(retry_after, attempt, s.push_retry_max_seconds))
         self._requests.labels("failed").inc()
-        self._failed_since_log += 1
-        now = time.monotonic()
-        if now - self._last_failure_log >= FAILURE_LOG_SECONDS:
-            # At most a line a minute: a push service that is down fails every push.
+        failed = self._failures.count()
+        if failed is not None:
             log.warning(
                 "%d pushes failed since the last warning; the latest, to subscription %d: %s",
-                self._failed_since_log,
+                failed,
                 sub.id,
                 "no answer" if status is None else f"HTTP {status}",
                 extra={"event": "push_failed", "status": status},
             )
-            self._last_failure_log = now
-            self._failed_since_log = 0
 
     async def _post(
         self, endpoint: str, data: bytes, headers: dict[str, str]
