@@ -9,17 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from redis.asyncio import Redis
 
-from chat.fanout.redis_broker import RedisBroker
-from chat.live.connection import Connection
-from chat.live.hub import Hub
-from chat.live.protocol import chat_frame
-from chat.models import User
 from chat.settings import Settings
 from chat.storage.store import Store
-from tests.fanout.brokers import fast_settings, opened_store, until
+from tests.fanout.brokers import Node, fast_settings, opened_store, publish, two_nodes, until
 from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.redis]
@@ -36,72 +30,10 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
         yield store
 
 
-class Node:
-    """One node's hub and broker, with sockets that join as the /ws handler has them join."""
-
-    def __init__(self, store: Store, settings: Settings, user: User) -> None:
-        self.hub = Hearing()
-        self.store = store
-        self.broker = RedisBroker(self.hub, store, settings)
-        self.user = user
-
-    async def start(self) -> None:
-        await self.broker.start()
-        await until(self.broker.all_subscribed)
-
-    async def stop(self) -> None:
-        await self.broker.stop()
-
-    async def join(self, room: str) -> Connection:
-        conn = Connection(web.WebSocketResponse(), self.user, "s", queue_limit=1000)
-        self.hub.register(conn)
-        self.hub.begin_join(conn, room)
-        await self.broker.follow(room)
-        _, position = await self.store.history(room, None)
-        self.hub.finish_join(conn, room, "history", position)
-        self.broker.joined(room, position.seq)
-        return conn
-
-    @property
-    def heard(self) -> int:
-        """Room frames this node received from Redis."""
-        return self.hub.stats.frames_heard
-
-
-class Hearing(Hub):
-    """A hub that writes down what its rooms are given (once per message, whatever the number
-    of members), in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.given: list[tuple[str, int]] = []
-
-    def deliver(self, room: str, payload: str, seq: int | None = None) -> int:
-        if seq is not None and self.has_members(room):
-            self.given.append((room, seq))
-        return super().deliver(room, payload, seq)
-
-    def seqs(self, room: str) -> list[int]:
-        return [seq for r, seq in self.given if r == room]
-
-
 @pytest.fixture
 async def nodes(store: Store, settings: Settings) -> AsyncIterator[tuple[Node, Node]]:
-    alice = await store.create_user("alice", "not-a-real-hash")
-    a, b = Node(store, settings, alice), Node(store, settings, alice)
-    await a.start()
-    await b.start()
-    try:
-        yield a, b
-    finally:
-        await a.stop()
-        await b.stop()
-
-
-async def publish(node: Node, room: str, text: str) -> int:
-    message, _ = await node.store.append_message(room, node.user, text, None)
-    node.broker.publish(room, chat_frame(message), message.seq)
-    return message.seq
+    async with two_nodes(store, settings) as pair:
+        yield pair
 
 
 async def subscribers(settings: Settings, room: str) -> int:

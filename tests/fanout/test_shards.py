@@ -25,8 +25,7 @@ from chat.settings import Settings
 from chat.storage.store import Store
 from tests.cluster import ROOT, Cluster
 from tests.conftest import make_settings
-from tests.fanout.brokers import fast_settings, opened_store, until
-from tests.fanout.test_room_routing import Node, publish
+from tests.fanout.brokers import Node, fast_settings, opened_store, publish, two_nodes, until
 from tests.helpers import create_room, join, receive_type, send
 from tests.servers import RedisServer
 
@@ -94,15 +93,8 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def nodes(store: Store, settings: Settings) -> AsyncIterator[tuple[Node, Node]]:
-    alice = await store.create_user("alice", "not-a-real-hash")
-    a, b = Node(store, settings, alice), Node(store, settings, alice)
-    await a.start()
-    await b.start()
-    try:
-        yield a, b
-    finally:
-        await a.stop()
-        await b.stop()
+    async with two_nodes(store, settings) as pair:
+        yield pair
 
 
 async def numsub(url: str, channel: str) -> int:
