@@ -171,23 +171,29 @@ def secret_from(raw: str) -> bytes:
     return hashlib.sha256(raw.encode()).digest()
 
 
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in `path`, made with `make` and written there (mode 0600) on first use,
+    so that what it protects survives a restart."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    data = make()
+    # O_EXCL: if two processes race on first start, one writes and both then read the same one.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(data + "\n")
+    return data
+
+
 def load_or_create_secret(var_dir: Path) -> bytes:
     """Keep a generated key in var/ (mode 0600) so sessions survive a restart."""
     path = var_dir / "secret_key"
+    data = kept_secret(path, lambda: secrets.token_hex(32))
     try:
-        data = path.read_bytes().strip()
-    except FileNotFoundError:
-        var_dir.mkdir(parents=True, exist_ok=True)
-        data = secrets.token_hex(32).encode()
-        # O_EXCL: if two processes race on first start, one writes and both then read the same key.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            data = path.read_bytes().strip()
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-    try:
-        return bytes.fromhex(data.decode())
+        return bytes.fromhex(data)
     except ValueError:
         raise SettingsError(f"SECRET_KEY: the file {path} is not 64 hex characters") from None

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from py_vapid import Vapid02, VapidException
 
-from chat.environment import SettingsError
+from chat.environment import SettingsError, kept_secret
 
 __all__ = ["Vapid", "VapidException", "encrypt", "load_or_create_vapid_key", "vapid_key_from"]
 
@@ -66,19 +66,7 @@ def vapid_key_from(raw: str, name: str = "VAPID_PRIVATE_KEY") -> str:
 def load_or_create_vapid_key(var_dir: Path) -> str:
     """The key kept in var/ (mode 0600), made on first start so subscriptions survive restarts."""
     path = var_dir / KEY_FILE
-    try:
-        data = path.read_text().strip()
-    except FileNotFoundError:
-        var_dir.mkdir(parents=True, exist_ok=True)
-        data = new_private_key()
-        # O_EXCL: if two workers race on first start, one writes and both read the same key.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            data = path.read_text().strip()
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(data + "\n")
+    data = kept_secret(path, new_private_key)
     return vapid_key_from(data, f"VAPID_PRIVATE_KEY: the file {path} is not valid;")
 
 
