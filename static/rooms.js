@@ -7,31 +7,29 @@
   const POLL_MS = 3000;
   let timer = null;
 
+  // "<number> <words>": the span (its class and title) and, inside it, the number's span.
+  function counter(className, title, numberClass, words) {
+    const span = document.createElement("span");
+    span.className = className;
+    span.title = title;
+    const number = document.createElement("span");
+    number.className = numberClass;
+    span.append(number, words);
+    return span;
+  }
+
   function roomItem(name) {
     const li = document.createElement("li");
     li.dataset.room = name;
     const link = document.createElement("a");
     link.href = "/rooms/" + encodeURIComponent(name);
     link.textContent = "#" + name;
-    const online = document.createElement("span");
-    online.className = "online";
-    online.title = "people in the room now";
-    const count = document.createElement("span");
-    count.className = "count";
-    online.append(count, " online");
-    const unread = document.createElement("span");
-    unread.className = "unread";
-    unread.title = "unread messages";
-    const n = document.createElement("span");
-    n.className = "n";
-    unread.append(n, " unread");
-    const mentions = document.createElement("span");
-    mentions.className = "mentions";
-    mentions.title = "messages that mention you";
-    const m = document.createElement("span");
-    m.className = "n";
-    mentions.append(m, " @");
-    li.append(link, " ", online, " ", unread, " ", mentions);
+    li.append(
+      link, " ",
+      counter("online", "people in the room now", "count", " online"), " ",
+      counter("unread", "unread messages", "n", " unread"), " ",
+      counter("mentions", "messages that mention you", "n", " @"),
+    );
     return li;
   }
 
