@@ -15,19 +15,13 @@ from chat.errors import Forbidden, NoSuchMessage
 from chat.models import User
 from chat.storage.schema import reactions, rooms
 from chat.storage.store import Store
+from tests.storage.backends import BACKENDS, store_on
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    store = await Store.open(url, history_limit=3)
-    try:
+    async with store_on(request, tmp_path, history_limit=3) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def users(store: Store) -> tuple[User, User]:

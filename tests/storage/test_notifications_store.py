@@ -9,19 +9,13 @@ from pathlib import Path
 import pytest
 
 from chat.storage.store import Store
+from tests.storage.backends import BACKENDS, store_on
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    store = await Store.open(url, history_limit=3)
-    try:
+    async with store_on(request, tmp_path, history_limit=3) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def test_levels_names_and_mention_counts(store: Store) -> None:

@@ -19,21 +19,15 @@ from chat.storage.migrate import alembic_config
 from chat.storage.schema import client_ids, messages, rooms
 from chat.storage.statements import now_ms
 from chat.storage.store import Store
+from tests.storage.backends import BACKENDS, store_on
 
 LIMIT = 5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    store = await Store.open(url, history_limit=LIMIT)
-    try:
+    async with store_on(request, tmp_path, history_limit=LIMIT) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def make_user(store: Store, name: str) -> User:
