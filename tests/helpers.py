@@ -135,3 +135,12 @@ def fail_batches_holding(monkeypatch: pytest.MonkeyPatch, text: str, error: Exce
         return real_store(self, db, batch)
 
     monkeypatch.setattr(groupcommit.GroupCommit, "_store", failing)
+
+
+async def update(ws: ClientWebSocketResponse, **frame: Any) -> dict[str, Any]:
+    """Send a change (edit, delete, react) and return the `update` or `error` that answers it."""
+    await send(ws, **frame)
+    while True:
+        got = await receive(ws)
+        if got["type"] in {"update", "error"}:
+            return got

@@ -8,16 +8,15 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Client, chat, create_room, join, post_form, receive, receive_type, send
-
-
-async def update(ws: Any, **frame: Any) -> dict[str, Any]:
-    """Send a change and return the `update` (or `error`) that answers it."""
-    await send(ws, **frame)
-    while True:
-        got = await receive(ws)
-        if got["type"] in {"update", "error"}:
-            return got
+from tests.helpers import (
+    Client,
+    chat,
+    create_room,
+    join,
+    post_form,
+    receive_type,
+    update,
+)
 
 
 async def test_edits_reactions_and_deletions_reach_everyone_with_the_next_seq(

@@ -6,19 +6,10 @@ from __future__ import annotations
 
 import html as htmlmod
 import re
-from typing import Any
 
-from tests.helpers import Client, chat, join, receive, receive_type, send
+from tests.helpers import Client, chat, join, receive_type, update
 
 BOLD = "<p>it <strong>works</strong></p>"
-
-
-async def update(ws: Any, **frame: Any) -> dict[str, Any]:
-    await send(ws, **frame)
-    while True:
-        got = await receive(ws)
-        if got["type"] in {"update", "error"}:
-            return got
 
 
 async def test_a_formatted_message_carries_its_markup_to_everyone(
