@@ -8,6 +8,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import orjson
 import pytest
@@ -163,18 +164,34 @@ async def test_a_deleted_message_is_not_pushed(
     assert push.received == []
 
 
+class SilentService:
+    """A push service that accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        self.hung: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.hung.append(writer)
+
+
+@asynccontextmanager
+async def silent_push_service() -> AsyncIterator[SilentService]:
+    service = SilentService()
+    server = await asyncio.start_server(service.accept, "127.0.0.1", 0)
+    service.port = server.sockets[0].getsockname()[1]
+    try:
+        yield service
+    finally:
+        for writer in service.hung:
+            writer.close()
+        server.close()
+
+
 async def test_a_push_service_that_never_answers_does_not_slow_chat(
     client: Client, bob: Client, app: web.Application, push: PushService
 ) -> None:
-    # A push service that accepts connections and never says a word.
-    hung: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        hung.append(writer)
-
-    dead = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = dead.sockets[0].getsockname()[1]
-    try:
+    async with silent_push_service() as dead:
 
         async def ack_times(notify: bool) -> list[float]:
             times = []
@@ -190,14 +207,10 @@ async def test_a_push_service_that_never_answers_does_not_slow_chat(
 
         before = await ack_times(notify=False)
         for n in range(3):
-            await Browser().subscribe(client, f"http://127.0.0.1:{port}/push/dead-{n}")
+            await Browser().subscribe(client, f"http://127.0.0.1:{dead.port}/push/dead-{n}")
         during = await ack_times(notify=True)
         await asyncio.sleep(0.2)
-        assert hung, "the sink never reached the dead push service"
-    finally:
-        for writer in hung:
-            writer.close()
-        dead.close()
+        assert dead.hung, "the sink never reached the dead push service"
     median_before, median_during = statistics.median(before), statistics.median(during)
     print(
         f"\nack latency, median of 30: {median_before * 1000:.2f} ms without a push service, "
@@ -230,24 +243,13 @@ def test_a_long_excerpt_is_shortened_to_fit_one_push() -> None:
 async def test_a_full_queue_drops_notices_and_counts_them(
     client: Client, bob: Client, app: web.Application
 ) -> None:
-    hung: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        hung.append(writer)
-
-    dead = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = dead.sockets[0].getsockname()[1]
-    try:
-        await Browser().subscribe(client, f"http://127.0.0.1:{port}/push/dead")
+    async with silent_push_service() as dead:
+        await Browser().subscribe(client, f"http://127.0.0.1:{dead.port}/push/dead")
         seq = await said(bob, "alice, are you there")
         notice = await notice_for(app, "alice", seq)
         for _ in range(10):  # one is being sent (forever), two wait, the rest are dropped
             tell(app, notice)
         metrics = await (await client.get("/metrics")).text()
-    finally:
-        for writer in hung:
-            writer.close()
-        dead.close()
     dropped = next(
         float(line.split()[-1])
         for line in metrics.splitlines()
