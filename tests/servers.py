@@ -176,10 +176,9 @@ def _tempdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    need(shutil.which("redis-server") is not None, "redis-server is not installed")
-    directory = _tempdir("chat-redis-")
+def running_redis(prefix: str) -> Iterator[RedisServer]:
+    """A throwaway redis-server in its own folder, for as long as the generator is open."""
+    directory = _tempdir(prefix)
     server = RedisServer(directory)
     try:
         server.start()
@@ -187,6 +186,12 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    need(shutil.which("redis-server") is not None, "redis-server is not installed")
+    yield from running_redis("chat-redis-")
 
 
 @pytest.fixture

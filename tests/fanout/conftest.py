@@ -3,27 +3,19 @@ that rooms are spread over (`cluster` parametrized with 2, or `two_redis`)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cluster import Cluster
-from tests.servers import RedisServer, _tempdir
+from tests.servers import RedisServer, running_redis
 
 
 @pytest.fixture(scope="session")
 def second_redis_server() -> Iterator[RedisServer]:
     """Another throwaway redis-server: the second shard."""
-    directory = _tempdir("chat-redis2-")
-    server = RedisServer(directory)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    yield from running_redis("chat-redis2-")
 
 
 @pytest.fixture
