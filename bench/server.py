@@ -91,6 +91,18 @@ def bench_env(var_dir: Path, port: int, extra: dict[str, str] | None = None) -> 
     return env
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, how: signal.Signals) -> None:
+    """Ask a child to stop with `how`; kill it if it has not within 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(how)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Server:
     """A server process on CPU 0 with a fresh temporary database; always killed on exit."""
@@ -174,13 +186,7 @@ class Server:
         return path.read_text(errors="replace")[-n:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     async def __aenter__(self) -> Server:
@@ -254,13 +260,7 @@ class RedisServer:
         raise RuntimeError("redis-server did not listen within 20 s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
